@@ -118,9 +118,7 @@ class HpaView:
     def from_object(cls, obj: RawObject) -> HpaView:
         metadata = obj["metadata"]
         target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
-        targets_deployment = target.get("kind") == "Deployment" and target.get("apiVersion", "").startswith(
-            "apps/"
-        )
+        targets_deployment = target.get("kind") == "Deployment" and target.get("apiVersion", "").startswith("apps/")
         return cls(
             namespace=metadata["namespace"],
             name=metadata["name"],
