@@ -16,12 +16,15 @@ replace list is read from Kubernetes' own go.mod, so no list is kept here.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +101,15 @@ TOOLS: dict[str, GoTool] = {
         version_args=("-version",),
         ldflags=("-X main.version=v1.9.3",),
     ),
+    # gRPC load generator for `make bench` (python/scalekeeper_dev/bench.py).
+    "ghz": GoTool(
+        name="ghz",
+        module="github.com/bojand/ghz",
+        version="v0.120.0",
+        packages={"ghz": "github.com/bojand/ghz/cmd/ghz"},
+        version_args=("--version",),
+        ldflags=("-X main.version=v0.120.0",),
+    ),
 }
 
 BINARIES: dict[str, GoTool] = {binary: tool for tool in TOOLS.values() for binary in tool.packages}
@@ -117,9 +129,7 @@ def _on_path_with_version(binary: str, tool: GoTool) -> Path | None:
     if found is None:
         return None
     try:
-        out = subprocess.run(
-            [found, *tool.version_args], capture_output=True, text=True, timeout=20, check=False
-        )
+        out = subprocess.run([found, *tool.version_args], capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     reported = re.search(r"v?\d+\.\d+\.\d+", out.stdout + out.stderr)
@@ -189,9 +199,25 @@ def ensure(binary: str) -> Path:
         return from_path
     cached = tool.install_dir / binary
     if not cached.exists():
-        print(f"building {tool.module}@{tool.version} (first run only)...", file=sys.stderr, flush=True)
-        _build(tool)
+        # Two processes (make tools and a test run, two engineers) must not build
+        # into the same directories at once: the second waits, then finds the result.
+        with _build_lock(tool):
+            if not cached.exists():
+                print(f"building {tool.module}@{tool.version} (first run only)...", file=sys.stderr, flush=True)
+                _build(tool)
     return cached
+
+
+@contextlib.contextmanager
+def _build_lock(tool: GoTool) -> Iterator[None]:
+    lock_path = CACHE_DIR / "build" / f"{tool.key}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def ensure_all() -> dict[str, Path]:

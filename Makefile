@@ -1,0 +1,198 @@
+# scalekeeper developer workflow. `make help` lists the targets.
+#
+# On a fresh machine `make test` bootstraps everything it needs: uv (pinned,
+# when none is on PATH), the virtualenv from uv.lock, and the pinned Go-built
+# tools (etcd, kube-apiserver, kubectl, helm, grpcurl; built once into
+# ~/.cache/scalekeeper/tools, which takes a while the first time).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# -- bootstrap ----------------------------------------------------------------
+
+UV_VERSION := 0.13.9
+UV_HOME := $(HOME)/.cache/scalekeeper/uv-$(UV_VERSION)
+# A uv already on PATH wins; otherwise the pinned one, installed on first use.
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(UV_HOME)/bin/uv)
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+RUFF := $(VENV)/bin/ruff
+DEV := $(PYTHON) -m scalekeeper_dev
+PYTEST_ARGS ?=
+PROTOS := $(wildcard proto/scalekeeper/v1/*.proto)
+
+$(UV_HOME)/bin/uv:
+	python3 -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The stamp makes `uv sync` run again only when the lock or project changes.
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+	  | awk 'BEGIN {FS = ":.*## "} {printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: venv
+venv: $(VENV)/.synced ## create/update .venv from uv.lock (uv sync --frozen)
+
+.PHONY: tools
+tools: venv ## build or locate the pinned tools; print paths and versions
+	$(DEV) tools
+
+# -- development ----------------------------------------------------------------
+
+.PHONY: certs
+certs: venv ## write development certificates to .dev/certs (kept if present)
+	$(DEV) certs --dir .dev/certs
+
+.PHONY: cluster-up
+cluster-up: venv ## start etcd + kube-apiserver in the background; admin kubeconfig in .dev/kubeconfig
+	$(DEV) cluster-up
+
+.PHONY: cluster-down
+cluster-down: venv ## stop the background control plane
+	$(DEV) cluster-down
+
+.PHONY: proto
+proto: venv ## regenerate python/scalekeeper/v1 from proto/
+	$(PYTHON) -m grpc_tools.protoc -Iproto --python_out=python --pyi_out=python --grpc_python_out=python \
+	  $(PROTOS)
+
+# -- checks ---------------------------------------------------------------------
+
+.PHONY: lint
+lint: venv ## ruff check and ruff format --check
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+.PHONY: test-unit
+test-unit: venv ## unit tests (no control plane)
+	$(PYTEST) -m "not integration" tests/unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: venv tools ## integration tests against a real etcd + kube-apiserver
+	$(PYTEST) -m integration tests/integration $(PYTEST_ARGS)
+
+# In this order: the cheap checks fail first.
+.PHONY: test
+test: venv tools ## lint, then unit tests, then integration tests
+	$(MAKE) lint
+	$(MAKE) test-unit
+	$(MAKE) test-integration
+
+# --- Benchmarks and reliability ---
+# Both start their own etcd + kube-apiserver (like the integration tests).
+# `make bench` takes ~15 minutes and rewrites docs/benchmarks.md; targets are
+# reported there, never asserted. BENCH_ARGS: e.g. --duration=5s --scale-namespaces=0.
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: venv ## benchmarks against a local control plane; writes docs/benchmarks.md
+	$(PYTHON) -c 'from scalekeeper_dev import toolchain; toolchain.ensure("ghz")'
+	$(PYTHON) -m scalekeeper_dev.bench $(BENCH_ARGS)
+
+.PHONY: test-reliability
+test-reliability: venv tools ## fault injection, concurrency and fuzz tests (a few minutes)
+	$(PYTEST) tests/reliability $(PYTEST_ARGS)
+
+# --- Delivery ---
+# Build with Nix, run on kind, roll with Helm. `make test` needs none of this
+# except what check-nix and chart-lint check (the unit tests run both too);
+# nix, kind and a container runtime are needed for the rest.
+
+NIX ?= nix
+NIX_FLAGS ?= --extra-experimental-features 'nix-command flakes'
+KIND ?= kind
+KIND_CLUSTER ?= scalekeeper
+# kind v0.33.0's node image for Kubernetes v1.37.0 (the toolchain pins 1.37).
+KIND_NODE_IMAGE ?= kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5
+KUBE_CONTEXT ?= kind-$(KIND_CLUSTER)
+RELEASE ?= scalekeeper
+DEPLOY_NAMESPACE ?= scalekeeper
+DEPLOY_HELM_ARGS ?=
+CHART := helm/scalekeeper
+# What `helm template` assumes without a cluster (helm's compiled-in default
+# may be older than the chart's kubeVersion).
+CHART_KUBE_VERSION ?= 1.37.0
+IMAGE_ARCHIVE := .dev/image.tar
+# The pinned binaries, located (or built once) by the toolchain.
+TOOL = $$($(PYTHON) -c 'from scalekeeper_dev import toolchain; print(toolchain.ensure("$(1)"))')
+HELM = $(call TOOL,helm)
+KUBECTL = $(call TOOL,kubectl)
+
+.PHONY: build
+build: ## nix build: the runtime virtualenv (bin/scalekeeper) at ./result
+	$(NIX) $(NIX_FLAGS) build .#default
+
+.PHONY: image
+image: venv ## image archive .dev/image.tar and its ref in .dev/image.ref (Nix; docker build without Nix)
+	mkdir -p .dev
+	if command -v $(NIX) >/dev/null 2>&1; then \
+	  $(NIX) $(NIX_FLAGS) build .#image --out-link $(IMAGE_ARCHIVE); \
+	else \
+	  echo "nix not found: building with docker (Dockerfile)"; \
+	  id=$$(docker build -q .); ref=scalekeeper:$${id#sha256:}; ref=$${ref:0:24}; \
+	  docker tag $$id $$ref; rm -f $(IMAGE_ARCHIVE); docker save -o $(IMAGE_ARCHIVE) $$ref; \
+	fi
+	tar -xOf $(IMAGE_ARCHIVE) manifest.json \
+	  | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)[0]["RepoTags"][0])' > .dev/image.ref
+	@echo "image: $$(cat .dev/image.ref) ($(IMAGE_ARCHIVE))"
+
+.PHONY: kind-up
+kind-up: ## create the kind cluster $(KIND_CLUSTER) (pinned node image) unless it exists
+	$(KIND) get clusters | grep -qx '$(KIND_CLUSTER)' \
+	  || $(KIND) create cluster --name $(KIND_CLUSTER) --image $(KIND_NODE_IMAGE) --wait 120s
+
+.PHONY: kind-down
+kind-down: ## delete the kind cluster
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+
+# Secrets from the dev PKI (make certs): server TLS, and a reader client
+# certificate for `helm test` and test-upgrade. The dev server certificate
+# names "scalekeeper", hence tests.tlsServerName.
+.PHONY: deploy
+deploy: image certs ## load the image into kind; helm upgrade --install --wait --atomic; helm test
+	$(KIND) load image-archive $(IMAGE_ARCHIVE) --name $(KIND_CLUSTER)
+	kubectl=$(KUBECTL); ctx="--context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE)"; \
+	$$kubectl --context $(KUBE_CONTEXT) create namespace $(DEPLOY_NAMESPACE) --dry-run=client -o yaml \
+	  | $$kubectl --context $(KUBE_CONTEXT) apply -f -; \
+	for pair in $(RELEASE)-tls:server $(RELEASE)-reader-tls:reader; do \
+	  $$kubectl $$ctx create secret generic $${pair%%:*} --dry-run=client -o yaml \
+	    --from-file=tls.crt=.dev/certs/$${pair##*:}.crt --from-file=tls.key=.dev/certs/$${pair##*:}.key \
+	    --from-file=ca.crt=.dev/certs/ca.crt | $$kubectl $$ctx apply -f -; \
+	done
+	ref=$$(cat .dev/image.ref); \
+	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) \
+	  --wait --atomic --timeout 10m \
+	  --set image.repository=$${ref%:*} --set image.tag=$${ref##*:} --set image.pullPolicy=Never \
+	  --set 'auth.readers={scalekeeper-reader}' --set 'auth.writers={scalekeeper-writer}' \
+	  --set tests.clientSecret=$(RELEASE)-reader-tls --set tests.tlsServerName=scalekeeper \
+	  $(DEPLOY_HELM_ARGS)
+	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --logs
+
+.PHONY: test-upgrade
+test-upgrade: deploy ## on kind: RPCs through the Service during a rolling helm upgrade; fails on any failed call
+	$(PYTHON) tests/delivery/rpc_loop.py rollout --kubectl $(KUBECTL) --helm $(HELM) \
+	  --context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --release $(RELEASE) --chart $(CHART) \
+	  --image $$(cat .dev/image.ref) --client-secret $(RELEASE)-reader-tls --server-name scalekeeper
+
+.PHONY: check-nix
+check-nix: ## parse every .nix file (nix-instantiate --parse; apt-get install nix-bin); flake.lock is JSON
+	command -v nix-instantiate >/dev/null || { echo "nix-instantiate not found: apt-get install nix-bin (or install Nix)"; exit 1; }
+	for f in $$(git ls-files --cached --others --exclude-standard '*.nix'); do \
+	  nix-instantiate --parse "$$f" >/dev/null || { echo "parse error: $$f"; exit 1; }; \
+	done
+	$(PYTHON) -c 'import json; json.load(open("flake.lock"))'
+
+.PHONY: chart-lint
+chart-lint: venv ## helm lint --strict and helm template for each ci/*-values.yaml
+	for values in $(CHART)/ci/*-values.yaml; do \
+	  $(HELM) lint --strict $(CHART) --values $$values; \
+	  $(HELM) template ci $(CHART) --values $$values --kube-version $(CHART_KUBE_VERSION) >/dev/null; \
+	done

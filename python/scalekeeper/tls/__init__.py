@@ -1,0 +1,1 @@
+"""TLS for the two API ports: one cipher policy, certificates reloaded from files."""

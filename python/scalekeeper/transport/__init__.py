@@ -1,0 +1,1 @@
+"""The ways in: gRPC and HTTP/JSON over mTLS, and the plaintext health port."""

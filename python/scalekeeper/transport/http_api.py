@@ -1,0 +1,241 @@
+"""The HTTP/JSON API (aiohttp): the same ReplicaService as gRPC, for curl and scripts.
+
+Routes (JSON is protobuf's canonical JSON mapping, camelCase):
+  GET /v1/deployments?namespace=&page_size=&page_token=          ListDeployments
+  GET /v1/namespaces/{namespace}/deployments/{name}/replicas     GetReplicas
+  PUT /v1/namespaces/{namespace}/deployments/{name}/replicas     SetReplicas
+      body {"replicas": N, "expectedResourceVersion": "..."}
+  GET /v1/watch/deployments?namespace=                           WatchReplicas,
+      newline-delimited JSON events; an error after the stream started is sent
+      as a last line {"error": {"code": ..., "message": ...}}.
+Errors: {"code": "NOT_FOUND", "message": "..."} with the HTTP status of ``errors.Code``.
+
+mTLS with TLS 1.3 only (``tls.policy``), certificates reloaded on change
+(``tls.reloading``); the identity is the verified client certificate's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from scalekeeper.errors import Code, ServiceError
+from scalekeeper.service.authz import Identity
+from scalekeeper.service.replicas import ReplicaService
+from scalekeeper.tls.reloading import ReloadingCertificates, ReloadingSSLContext
+from scalekeeper.transport.calls import CallRecord, Failure, invalid_argument, names_from_peercert
+from scalekeeper.v1 import replicas_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+TRANSPORT = "http"
+MAX_BODY_BYTES = 64 * 1024
+# How long the watch handler waits for the service to accept or refuse the
+# stream before sending headers: refusals (403, 400, 503) happen synchronously,
+# so one loop turn is enough; an accepted stream may stay silent for long.
+WATCH_HEADER_WAIT_SECONDS = 0.05
+_SET_FIELDS = {"replicas", "expectedResourceVersion", "expected_resource_version"}
+
+SERVICE_KEY: web.AppKey[ReplicaService] = web.AppKey("service", ReplicaService)
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+def error_response(failure: Failure) -> web.Response:
+    return web.json_response({"code": failure.code, "message": failure.message}, status=failure.http_status)
+
+
+def identity_of(request: web.Request) -> Identity:
+    transport = request.transport
+    peercert = transport.get_extra_info("peercert") if transport is not None else None
+    return Identity(names=names_from_peercert(peercert))
+
+
+def _int_query(request: web.Request, name: str) -> int:
+    raw = request.query.get(name, "")
+    if raw == "":
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid_argument(f"{name} must be an integer, got {raw[:40]!r}") from None
+
+
+async def _json_body(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise invalid_argument(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise invalid_argument(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise invalid_argument(f"the body is not JSON: {error}") from None
+
+
+def set_request(namespace: str, name: str, body: Any) -> pb.SetReplicasRequest:
+    """Build SetReplicasRequest from the path and a body; the path names the Deployment."""
+    if not isinstance(body, dict):
+        raise invalid_argument('the body must be a JSON object like {"replicas": 3}')
+    unknown = sorted(set(body) - _SET_FIELDS)
+    if unknown:
+        raise invalid_argument(f"unknown field(s) {', '.join(unknown)}; expected replicas, expectedResourceVersion")
+    if "replicas" not in body:
+        raise invalid_argument("replicas is required")
+    if isinstance(body["replicas"], bool | float):
+        # json_format accepts 3.0 and true would be rejected anyway; say exactly what is wrong.
+        raise invalid_argument("replicas must be an integer")
+    request = pb.SetReplicasRequest(namespace=namespace, name=name)
+    try:
+        json_format.ParseDict(body, request)
+    except json_format.ParseError as error:
+        # Covers out-of-int32 numbers and wrong types.
+        raise invalid_argument(f"invalid body: {error}") from None
+    return request
+
+
+class HttpApi:
+    def __init__(self, service: ReplicaService) -> None:
+        self._service = service
+
+    async def _call(
+        self,
+        request: web.Request,
+        method: str,
+        build: Callable[[], Awaitable[Message]],
+    ) -> web.Response:
+        record = CallRecord(TRANSPORT, method, str(request["identity"]))
+        try:
+            response = await build()
+        except asyncio.CancelledError:
+            record.finish("CANCELLED")
+            raise
+        except Exception as error:
+            return error_response(record.fail(error))
+        record.finish("OK")
+        return web.json_response(to_json(response))
+
+    async def list_deployments(self, request: web.Request) -> web.Response:
+        async def build() -> Message:
+            message = pb.ListDeploymentsRequest(
+                namespace=request.query.get("namespace", ""),
+                page_size=_int_query(request, "page_size"),
+                page_token=request.query.get("page_token", ""),
+            )
+            return await self._service.list_deployments(request["identity"], message)
+
+        return await self._call(request, "ListDeployments", build)
+
+    async def get_replicas(self, request: web.Request) -> web.Response:
+        async def build() -> Message:
+            message = pb.GetReplicasRequest(namespace=request.match_info["namespace"], name=request.match_info["name"])
+            return await self._service.get_replicas(request["identity"], message)
+
+        return await self._call(request, "GetReplicas", build)
+
+    async def set_replicas(self, request: web.Request) -> web.Response:
+        async def build() -> Message:
+            body = await _json_body(request)
+            message = set_request(request.match_info["namespace"], request.match_info["name"], body)
+            return await self._service.set_replicas(request["identity"], message)
+
+        return await self._call(request, "SetReplicas", build)
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        record = CallRecord(TRANSPORT, "WatchReplicas", str(request["identity"]))
+        message = pb.WatchReplicasRequest(namespace=request.query.get("namespace", ""))
+        events = self._service.watch_replicas(request["identity"], message)
+        first: asyncio.Future[pb.ReplicasEvent] = asyncio.ensure_future(anext(events))
+        response: web.StreamResponse | None = None
+        try:
+            # Refusals surface here, while a proper status line can still be sent.
+            await asyncio.wait({first}, timeout=WATCH_HEADER_WAIT_SECONDS)
+            if first.done() and first.exception() is not None and not isinstance(first.exception(), StopAsyncIteration):
+                return error_response(record.fail(first.exception()))  # type: ignore[arg-type]
+            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
+            await response.prepare(request)
+            with contextlib.suppress(StopAsyncIteration):
+                await response.write(_line(to_json(await first)))
+                async for event in events:
+                    await response.write(_line(to_json(event)))
+            record.finish("OK")
+        except (asyncio.CancelledError, ConnectionResetError):
+            record.finish("CANCELLED")
+            raise
+        except Exception as error:
+            failure = record.fail(error)
+            if response is None:
+                return error_response(failure)
+            with contextlib.suppress(ConnectionResetError):
+                await response.write(_line({"error": {"code": failure.code, "message": failure.message}}))
+        finally:
+            if not first.done():
+                first.cancel()
+                # The generator cannot be closed while that step still runs in it.
+                await asyncio.wait({first})
+            await events.aclose()  # type: ignore[attr-defined]
+        await response.write_eof()
+        return response
+
+
+def _line(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode() + b"\n"
+
+
+@web.middleware
+async def _identity_and_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Attach the caller's identity; turn routing errors and stray exceptions into JSON errors."""
+    request["identity"] = identity_of(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        # 404 for unknown paths, 405 for wrong methods: same JSON shape as API errors.
+        code = Code.NOT_FOUND.value[0] if error.status == 404 else Code.INVALID_ARGUMENT.value[0]
+        return web.json_response(
+            {"code": code, "message": f"{request.method} {request.path}: {error.reason}"},
+            status=error.status,
+            headers={k: v for k, v in error.headers.items() if k == "Allow"},
+        )
+    except ServiceError as error:
+        return web.json_response({"code": error.code.value[0], "message": error.message}, status=error.code.http_status)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error in HTTP handler", extra={"path": request.path})
+        return web.json_response({"code": "UNAVAILABLE", "message": "internal error, retry"}, status=503)
+
+
+def build_app(service: ReplicaService) -> web.Application:
+    app = web.Application(middlewares=[_identity_and_errors], client_max_size=MAX_BODY_BYTES)
+    app[SERVICE_KEY] = service
+    api = HttpApi(service)
+    app.router.add_get("/v1/deployments", api.list_deployments, allow_head=False)
+    app.router.add_get("/v1/namespaces/{namespace}/deployments/{name}/replicas", api.get_replicas, allow_head=False)
+    app.router.add_put("/v1/namespaces/{namespace}/deployments/{name}/replicas", api.set_replicas)
+    app.router.add_get("/v1/watch/deployments", api.watch, allow_head=False)
+    return app
+
+
+async def start_server(
+    service: ReplicaService, certificates: ReloadingCertificates, host: str, port: int, drain_seconds: float
+) -> web.AppRunner:
+    """Serve the API with mTLS on host:port; ``runner.cleanup()`` stops it, draining for ``drain_seconds``."""
+    runner = web.AppRunner(build_app(service), shutdown_timeout=drain_seconds, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ReloadingSSLContext(certificates), reuse_address=True)
+    await site.start()
+    return runner

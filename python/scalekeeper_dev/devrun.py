@@ -1,0 +1,129 @@
+"""``make run``: the server on an embedded default, ready for grpcurl.
+
+With no cluster configured it starts the harness's own control plane (the
+same :class:`ControlPlane` the tests use); with ``KUBECONFIG`` set it uses
+that cluster. Either way it installs the CRD, writes development
+certificates, creates a couple of demo Deployments, runs the server in the
+foreground and prints ready-to-paste grpcurl commands. Ctrl-C stops
+everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from scalekeeper_dev import manifests, pki, toolchain
+from scalekeeper_dev.controlplane import ControlPlane
+from scalekeeper_dev.crd import install_crd
+
+DEMO_NAMESPACE = "demo"
+DEMO_DEPLOYMENTS = {"web": 2, "api": 1}
+
+
+@contextlib.contextmanager
+def _cluster(dev_dir: Path) -> Iterator[Path]:
+    """The kubeconfig to use: ``$KUBECONFIG``, else a control plane started here."""
+    external = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    if external:
+        print(f"using the cluster of KUBECONFIG={external}")
+        yield Path(external)
+        return
+    print("starting etcd and kube-apiserver (no KUBECONFIG set)...")
+    with ControlPlane() as plane:
+        kubeconfig = dev_dir / "kubeconfig"
+        kubeconfig.write_bytes(plane.kubeconfig.read_bytes())
+        yield kubeconfig
+
+
+def _demo_deployments(api: client.ApiClient) -> None:
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    with contextlib.suppress(ApiException):
+        core.create_namespace({"metadata": {"name": DEMO_NAMESPACE}})
+    for name, replicas in DEMO_DEPLOYMENTS.items():
+        with contextlib.suppress(ApiException):  # already there from an earlier run
+            apps.create_namespaced_deployment(DEMO_NAMESPACE, manifests.deployment(name, replicas))
+
+
+def _wait_ready(health_port: int, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with code {server.returncode}; see its log above")
+        url = f"http://127.0.0.1:{health_port}/readyz"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"the server was not ready within {timeout:.0f}s")
+
+
+def grpcurl_commands(certs: Path, port: int = 8443) -> str:
+    grpcurl = toolchain.ensure("grpcurl")
+    tls = f"-cacert {certs}/ca.crt -cert {certs}/writer.crt -key {certs}/writer.key"
+    reader = f"-cacert {certs}/ca.crt -cert {certs}/reader.crt -key {certs}/reader.key"
+    target = f"localhost:{port}"
+    service = "scalekeeper.v1.ReplicaService"
+    ns = DEMO_NAMESPACE
+    return "\n".join(
+        [
+            f"  {grpcurl} {tls} {target} list",
+            f"  {grpcurl} {tls} {target} describe {service}",
+            f'  {grpcurl} {reader} -d \'{{"namespace":"{ns}","name":"web"}}\' {target} {service}/GetReplicas',
+            f'  {grpcurl} {tls} -d \'{{"namespace":"{ns}","name":"web","replicas":3}}\' {target} {service}/SetReplicas',
+            f'  {grpcurl} {reader} -d \'{{"namespace":"{ns}"}}\' {target} {service}/ListDeployments',
+            f'  {grpcurl} {reader} -d \'{{"namespace":"{ns}"}}\' {target} {service}/WatchReplicas',
+            f"  {grpcurl} {reader} {target} grpc.health.v1.Health/Check",
+        ]
+    )
+
+
+def run(dev_dir: Path) -> int:
+    dev_dir.mkdir(parents=True, exist_ok=True)
+    certs = dev_dir / "certs"
+    pki.write_dev_certs(certs)
+    with _cluster(dev_dir) as kubeconfig:
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        install_crd(api)
+        _demo_deployments(api)
+        api.close()
+        command = [
+            sys.executable,
+            "-m",
+            "scalekeeper",
+            f"--kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--tls-cert={certs}/server.crt",
+            f"--tls-key={certs}/server.key",
+            f"--tls-client-ca={certs}/ca.crt",
+            f"--readers={pki.DEV_IDENTITIES['reader'][0]}",
+            f"--writers={pki.DEV_IDENTITIES['writer'][0]}",
+            "--leader-election-namespace=default",
+        ]
+        server = subprocess.Popen(command)
+        try:
+            _wait_ready(8080, server)
+            print(
+                "\nscalekeeper is serving: gRPC on localhost:8443, HTTP/JSON on https://localhost:8444, "
+                f"health on http://localhost:8080. Try:\n{grpcurl_commands(certs)}\n"
+                f"  curl --cacert {certs}/ca.crt --cert {certs}/reader.crt --key {certs}/reader.key "
+                f"https://localhost:8444/v1/deployments?namespace={DEMO_NAMESPACE}\n"
+                f"  kubectl --kubeconfig {kubeconfig} get dscale -A\n\nCtrl-C stops everything.",
+                flush=True,
+            )
+            return server.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=60)

@@ -1,0 +1,94 @@
+"""Fixtures that run the REAL scalekeeper server (``python -m scalekeeper``) against the test cluster.
+
+The server is a subprocess started with flags exactly as an operator would,
+so these tests cover the wiring, the lifecycle (signals, exit code) and the
+TLS setup that in-process tests would bypass. Helpers live in
+``server_harness.py``.
+
+Fixtures:
+
+``server_pki``
+    :class:`ServerPki` (session): a CA, the server certificate, client
+    certificates ``writer``, ``reader``, ``stranger`` (no role), ``expired``
+    and ``foreign`` (another CA).
+``own_pki``
+    a fresh :class:`ServerPki` for one test, for tests that replace files.
+``scalekeeper_server``
+    one ready :class:`ServerProcess` per test module (``--no-controller``,
+    the dev reader and writer identities).
+``start_server``
+    factory ``start_server(*extra_flags, pki_files=None, wait_ready=True, kubeconfig=None)``
+    for tests that signal, re-certify or misconfigure a server of their own;
+    every server it started is stopped at the end of the test.
+``deployments``
+    factory ``deployments(namespace, names, replicas=1)`` creating Deployments as admin.
+"""
+
+from __future__ import annotations
+
+# Before anything imports grpc (the harness imports it).
+from scalekeeper.tls import policy
+
+policy.pin_grpc_cipher_suites()
+
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+import pytest  # noqa: E402
+from server_harness import (  # noqa: E402
+    ServerPki,
+    ServerProcess,
+    StartServer,
+    deployment_manifest,
+    server_factory,
+)
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from scalekeeper_dev.testcluster import TestCluster
+
+
+@pytest.fixture(scope="session")
+def server_pki(tmp_path_factory: pytest.TempPathFactory) -> ServerPki:
+    return ServerPki.create(tmp_path_factory.mktemp("scalekeeper-pki"))
+
+
+@pytest.fixture
+def own_pki(tmp_path: Path) -> ServerPki:
+    return ServerPki.create(tmp_path / "pki")
+
+
+@pytest.fixture
+def start_server(
+    test_cluster: TestCluster, scalekeeper_crd: str, server_pki: ServerPki, tmp_path: Path
+) -> Iterator[StartServer]:
+    with server_factory(test_cluster.admin_kubeconfig, server_pki, tmp_path) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def scalekeeper_server(
+    test_cluster: TestCluster,
+    scalekeeper_crd: str,
+    server_pki: ServerPki,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
+    log_dir = tmp_path_factory.mktemp("scalekeeper-log")
+    with server_factory(test_cluster.admin_kubeconfig, server_pki, log_dir) as start:
+        yield start()
+
+
+@pytest.fixture
+def deployments(admin_api: ApiClient) -> Callable[..., list[str]]:
+    from kubernetes import client
+
+    apps = client.AppsV1Api(admin_api)
+
+    def create(namespace: str, names: Sequence[str], replicas: int = 1) -> list[str]:
+        for name in names:
+            apps.create_namespaced_deployment(namespace, deployment_manifest(name, replicas))
+        return list(names)
+
+    return create

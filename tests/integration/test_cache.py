@@ -1,0 +1,128 @@
+"""The list+watch cache against the real apiserver: paging, watching, and recovering from failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from kubernetes import client
+
+from scalekeeper import metrics
+from scalekeeper.cache.informers import ClusterCache
+from scalekeeper.cache.projections import DeploymentView
+from scalekeeper.cache.reflector import Reflector
+from scalekeeper.cache.store import Store
+from scalekeeper.kube.client import KubeClient, connect
+from scalekeeper.kube.resources import DEPLOYMENTS
+from scalekeeper_dev import manifests
+from scalekeeper_dev.controlplane import ControlPlane
+from scalekeeper_dev.testcluster import TestCluster
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for: {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def kube(test_cluster: TestCluster) -> AsyncIterator[KubeClient]:
+    kube = await connect(test_cluster.admin_kubeconfig)
+    yield kube
+    await kube.close()
+
+
+@pytest.fixture
+async def cache(kube: KubeClient, namespace: str, scalekeeper_crd: str) -> AsyncIterator[ClusterCache]:
+    # Short watch timeouts so that a stuck watch is noticed within seconds.
+    cache = ClusterCache(kube, namespaces=(namespace,), watch_timeout_seconds=2, watch_read_timeout_seconds=4.0)
+    await cache.start()
+    async with asyncio.timeout(30):
+        await cache.wait_synced()
+    yield cache
+    await cache.stop()
+
+
+async def test_initial_list_is_paginated_and_complete(kube: KubeClient, admin_api: client.ApiClient, namespace: str):
+    apps = client.AppsV1Api(admin_api)
+    for i in range(7):
+        apps.create_namespaced_deployment(namespace, manifests.deployment(f"web-{i}", replicas=i))
+    store: Store[DeploymentView] = Store("deployments")
+    reflector = Reflector(kube, DEPLOYMENTS, store, DeploymentView.from_object, namespace=namespace, page_size=3)
+    task = asyncio.create_task(reflector.run())
+    try:
+        async with asyncio.timeout(30):
+            await reflector.listed.wait()
+        assert sorted((v.name, v.spec_replicas) for v in store.values()) == [(f"web-{i}", i) for i in range(7)]
+        assert reflector.healthy
+    finally:
+        task.cancel()
+
+
+async def test_watch_follows_creates_updates_and_deletes(
+    cache: ClusterCache, admin_api: client.ApiClient, namespace: str
+):
+    apps = client.AppsV1Api(admin_api)
+    apps.create_namespaced_deployment(namespace, manifests.deployment("api", replicas=2))
+    await eventually(lambda: cache.deployments.get((namespace, "api")) is not None, "the new Deployment in the cache")
+    apps.patch_namespaced_deployment_scale("api", namespace, {"spec": {"replicas": 5}})
+    await eventually(
+        lambda: (view := cache.deployments.get((namespace, "api"))) is not None and view.spec_replicas == 5,
+        "the scaled count in the cache",
+    )
+    apps.delete_namespaced_deployment("api", namespace)
+    await eventually(lambda: cache.deployments.get((namespace, "api")) is None, "the deletion in the cache")
+
+
+async def test_watch_stays_healthy_across_server_side_watch_timeouts(cache: ClusterCache, admin_api, namespace: str):
+    # watch_timeout_seconds=2: several watches end cleanly and are re-opened meanwhile.
+    restarts_before = metrics.WATCH_RESTARTS.labels("deployments", "error")._value.get()
+    await asyncio.sleep(0)  # let the reflectors run
+    client.AppsV1Api(admin_api).create_namespaced_deployment(namespace, manifests.deployment("late"))
+    await eventually(lambda: cache.deployments.get((namespace, "late")) is not None, "a change after re-watches")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # observe a window spanning two server-side timeouts
+        assert cache.healthy, cache.problems
+        await asyncio.sleep(0.1)
+    assert metrics.WATCH_RESTARTS.labels("deployments", "error")._value.get() == restarts_before
+
+
+async def test_apiserver_restart_drops_health_then_resyncs_without_stale_objects(
+    cache: ClusterCache, control_plane: ControlPlane, admin_api: client.ApiClient, namespace: str
+):
+    apps = client.AppsV1Api(admin_api)
+    for name in ("keep", "drop"):
+        apps.create_namespaced_deployment(namespace, manifests.deployment(name))
+    await eventually(lambda: len(cache.deployments) == 2, "both Deployments in the cache")
+
+    await asyncio.to_thread(control_plane.stop_apiserver, kill=True)
+    await eventually(lambda: not cache.healthy, "the cache to notice the apiserver is gone")
+    await asyncio.to_thread(control_plane.start_apiserver)
+    # Changes made right after the restart, before the cache has necessarily caught up.
+    apps.delete_namespaced_deployment("drop", namespace)
+    apps.patch_namespaced_deployment_scale("keep", namespace, {"spec": {"replicas": 4}})
+    apps.create_namespaced_deployment(namespace, manifests.deployment("new"))
+
+    def caught_up() -> bool:
+        keep = cache.deployments.get((namespace, "keep"))
+        names = {view.name for view in cache.deployments.values()}
+        return cache.healthy and names == {"keep", "new"} and keep is not None and keep.spec_replicas == 4
+
+    await eventually(caught_up, "the cache healthy again and equal to the cluster", timeout=60)
+
+
+async def test_frozen_apiserver_is_detected_by_the_read_timeout(cache: ClusterCache, control_plane: ControlPlane):
+    assert cache.healthy
+    await asyncio.to_thread(control_plane.pause_apiserver)
+    try:
+        # watch_read_timeout_seconds=4: a silent watch must be declared stuck soon after.
+        await eventually(lambda: not cache.healthy, "the stuck watch to be detected", timeout=20)
+        assert any("Timeout" in problem or "timeout" in problem for problem in cache.problems), cache.problems
+    finally:
+        await asyncio.to_thread(control_plane.resume_apiserver)
+    await eventually(lambda: cache.healthy, "recovery after the apiserver resumes", timeout=60)

@@ -1,0 +1,123 @@
+"""Identity extraction, error mapping and request parsing shared by the two API transports."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from scalekeeper import logs
+from scalekeeper.errors import Code, ServiceError
+from scalekeeper.transport.calls import (
+    INTERNAL_MESSAGE,
+    classify,
+    names_from_grpc_auth_context,
+    names_from_peercert,
+)
+from scalekeeper.transport.http_api import set_request
+
+
+def test_grpc_identity_is_uri_and_dns_sans_plus_cn() -> None:
+    auth = {
+        "transport_security_type": [b"ssl"],
+        "x509_common_name": [b"scalekeeper-writer"],
+        "x509_subject_alternative_name": [b"svc.example", b"spiffe://scalekeeper.dev/writer", b"10.0.0.1"],
+        "peer_dns": [b"svc.example"],
+        "peer_uri": [b"spiffe://scalekeeper.dev/writer"],
+        "x509_pem_cert": [b"-----BEGIN CERTIFICATE-----..."],
+    }
+    assert names_from_grpc_auth_context(auth) == {
+        "scalekeeper-writer",
+        "svc.example",
+        "spiffe://scalekeeper.dev/writer",
+    }
+
+
+def test_grpc_identity_of_an_unauthenticated_peer_is_empty() -> None:
+    assert names_from_grpc_auth_context({}) == frozenset()
+    assert names_from_grpc_auth_context({"x509_common_name": [b""]}) == frozenset()
+
+
+def test_peercert_identity_is_uri_and_dns_sans_plus_cn() -> None:
+    peercert = {
+        "subject": ((("organizationName", "team"),), (("commonName", "scalekeeper-reader"),)),
+        "issuer": ((("commonName", "scalekeeper-dev-ca"),),),
+        "subjectAltName": (
+            ("DNS", "reader.example"),
+            ("URI", "spiffe://scalekeeper.dev/reader"),
+            ("IP Address", "10.0.0.2"),
+            ("email", "ops@example.com"),
+        ),
+    }
+    assert names_from_peercert(peercert) == {
+        "scalekeeper-reader",
+        "reader.example",
+        "spiffe://scalekeeper.dev/reader",
+    }
+
+
+@pytest.mark.parametrize("peercert", [None, {}])
+def test_peercert_identity_without_certificate_is_empty(peercert: dict[str, object] | None) -> None:
+    assert names_from_peercert(peercert) == frozenset()
+
+
+@pytest.mark.parametrize("code", list(Code))
+def test_service_errors_keep_code_status_and_message(code: Code) -> None:
+    failure = classify(ServiceError(code, "what to do"))
+    assert failure.code == code.name
+    assert failure.http_status == code.http_status
+    assert failure.message == "what to do"
+
+
+def test_unexpected_errors_leak_nothing() -> None:
+    failure = classify(KeyError("/etc/secret/path token=abc"))
+    assert (failure.code, failure.http_status, failure.message) == ("UNAVAILABLE", 503, INTERNAL_MESSAGE)
+
+
+def test_set_request_from_path_and_body() -> None:
+    request = set_request("prod", "web", {"replicas": 3, "expectedResourceVersion": "42"})
+    assert (request.namespace, request.name, request.replicas) == ("prod", "web", 3)
+    assert request.HasField("expected_resource_version")
+    assert request.expected_resource_version == "42"
+    assert not set_request("prod", "web", {"replicas": 0}).HasField("expected_resource_version")
+    # The empty string is meaningful ("only if not managed yet") and must survive.
+    assert set_request("prod", "web", {"replicas": 1, "expectedResourceVersion": ""}).HasField(
+        "expected_resource_version"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [1],
+        "3",
+        {},
+        {"replicas": "3x"},
+        {"replicas": 2.5},
+        {"replicas": True},
+        {"replicas": 2**31},
+        {"replicas": 1, "namespace": "other"},
+        {"replicas": 1, "bogus": 1},
+    ],
+)
+def test_set_request_rejects_bad_bodies(body: object) -> None:
+    with pytest.raises(ServiceError) as caught:
+        set_request("prod", "web", body)
+    assert caught.value.code is Code.INVALID_ARGUMENT
+
+
+def test_json_log_lines_carry_extra_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.setup("INFO")
+    try:
+        logs.log_call("grpc", "GetReplicas", "spiffe://x", "OK", 1.23456)
+        logging.getLogger("t").error("boom", exc_info=ValueError("bad"))
+    finally:
+        logging.getLogger().handlers.clear()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert lines[0]["method"] == "GetReplicas"
+    assert lines[0]["identity"] == "spiffe://x"
+    assert lines[0]["code"] == "OK"
+    assert lines[0]["latency_ms"] == 1.235
+    assert lines[0]["level"] == "info"
+    assert "ValueError: bad" in lines[1]["exception"]
