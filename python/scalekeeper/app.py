@@ -21,7 +21,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from scalekeeper import config, logs, metrics
+from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.config import Settings
+from scalekeeper.controller.controller import Controller
+from scalekeeper.controller.leader import LeaderElector, LeaseConfig
+from scalekeeper.kube.client import KubeClient, connect
+from scalekeeper.service.authz import Authorizer
+from scalekeeper.service.desired_state import DesiredStateWriter
+from scalekeeper.service.replicas import ReplicaService
+from scalekeeper.tls.reloading import CertificateFiles, ReloadingCertificates
+from scalekeeper.transport import grpc_api, health, http_api
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +40,8 @@ class App:
         self.settings = settings
         self._stop = asyncio.Event()
         self._shutting_down = False
-        self._service: Any = None
-        self._cache: Any = None
+        self._service: ReplicaService | None = None
+        self._cache: ClusterCache | None = None
         # Undone in reverse order on shutdown, after the API servers drained.
         self._cleanups: list[tuple[str, Callable[[], Any]]] = []
 
@@ -46,7 +55,7 @@ class App:
         if not self._service.ready:
             if self._cache is not None and not self._cache.synced:
                 return "cache not synced yet"
-            problems = list(getattr(self._cache, "problems", []))
+            problems = self._cache.problems if self._cache is not None else []
             return "cache unhealthy: " + ("; ".join(problems)[:200] or "unknown")
         return None
 
@@ -84,15 +93,6 @@ class App:
         return 0
 
     async def _start(self) -> dict[str, Any]:
-        # Imported here so that grpc is first imported after __main__ pinned the cipher suites.
-        from scalekeeper.cache.informers import ClusterCache
-        from scalekeeper.kube.client import connect
-        from scalekeeper.service.authz import Authorizer
-        from scalekeeper.service.desired_state import DesiredStateWriter
-        from scalekeeper.service.replicas import ReplicaService
-        from scalekeeper.tls.reloading import CertificateFiles, ReloadingCertificates
-        from scalekeeper.transport import grpc_api, health, http_api
-
         s = self.settings
         certificates = ReloadingCertificates(CertificateFiles(s.tls_cert, s.tls_key, s.tls_client_ca))
 
@@ -142,10 +142,7 @@ class App:
         )
         return {"grpc": grpc_server, "grpc_health": grpc_health, "http": http_runner, "service": service}
 
-    async def _start_controller(self, kube: Any, cache: Any) -> Any:
-        from scalekeeper.controller.controller import Controller
-        from scalekeeper.controller.leader import LeaderElector, LeaseConfig
-
+    async def _start_controller(self, kube: KubeClient, cache: ClusterCache) -> Controller:
         s = self.settings
         elector = None
         if s.leader_election:

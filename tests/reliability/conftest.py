@@ -12,7 +12,7 @@ before the next test runs. Every test here is marked ``integration``.
 Fixtures:
 
 ``start_server``
-    factory ``start_server(*extra_flags, controller=False, wait_ready=True)``;
+    factory ``start_server(*extra_flags, controller=False, wait_ready=True, kubeconfig=None)``;
     with ``controller=True`` the server runs its controller under a Lease of
     its own (so tests never wait for another test's Lease to expire).
 ``deployments``
@@ -72,7 +72,9 @@ def start_server(
 ) -> Iterator[Callable[..., ServerProcess]]:
     with server_factory(test_cluster.admin_kubeconfig, server_pki, tmp_path) as start:
 
-        def start_with(*flags: str, controller: bool = False, wait_ready: bool = True) -> ServerProcess:
+        def start_with(
+            *flags: str, controller: bool = False, wait_ready: bool = True, kubeconfig: Path | None = None
+        ) -> ServerProcess:
             extra = list(flags)
             if controller:
                 extra += [
@@ -80,7 +82,7 @@ def start_server(
                     f"--lease-name=reliability-{secrets.token_hex(4)}",
                     "--leader-election-namespace=default",
                 ]
-            return start(*extra, wait_ready=wait_ready)
+            return start(*extra, wait_ready=wait_ready, kubeconfig=kubeconfig)
 
         yield start_with
 

@@ -1,4 +1,4 @@
-"""The server against a failing apiserver: killed, frozen, and restarted with its history compacted.
+"""The server against a failing apiserver: killed, frozen, and with its history compacted.
 
 Each test breaks the shared control plane and restores it in ``finally``. The
 server's promises under test: it says so on /readyz while it cannot trust its
@@ -11,10 +11,12 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from reliability_helpers import Kube, get, metric, poll, readyz
-from server_harness import ServerProcess
+from server_harness import ServerProcess, deployment_manifest
 
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper_dev.controlplane import ControlPlane
@@ -93,41 +95,88 @@ def test_frozen_apiserver_is_detected_by_the_read_timeout(
     assert server.returncode is None
 
 
-def test_compacted_history_forces_a_relist_without_missing_a_change(
-    control_plane: ControlPlane,
-    start_server: StartServer,
-    namespace: str,
-    deployments: Callable[..., list[str]],
-    kube: Kube,
-) -> None:
-    """410 Gone on re-watch: the server's resourceVersion predates the restarted apiserver's watch cache.
+@pytest.fixture
+def uncached_control_plane(tmp_path: Path) -> Iterator[ControlPlane]:
+    """A control plane of its own whose apiserver serves watches straight from etcd (``--watch-cache=false``).
 
-    The server is held (SIGSTOP) across the apiserver's restart so that its
-    first contact with the new apiserver is the re-watch from its old
-    resourceVersion, not a list after a failed connection: that is what a
-    long GC pause or CPU starvation looks like, and what the 410 path is for.
+    With the watch cache, which keeps a window of recent events and follows
+    etcd's progress, a watch rarely asks etcd for a compacted revision; without
+    it every watch does, so compaction deterministically turns a re-watch from
+    an old resourceVersion into 410 Gone, the case under test.
     """
-    deployments(namespace, ["gone"], replicas=1)
-    server = start_server()
+    from kubernetes import config
+
+    from scalekeeper_dev.crd import install_crd
+
+    with ControlPlane(tmp_path / "uncached", extra_apiserver_args=["--watch-cache=false"]) as plane:
+        admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        try:
+            install_crd(admin)
+        finally:
+            admin.close()
+        yield plane
+
+
+def _open_watches(plane: ControlPlane, resource: str) -> float:
+    status, body = plane.request("GET", "/metrics")
+    assert status == 200
+    total = 0.0
+    for family in text_string_to_metric_families(body["text"]):
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name == "apiserver_longrunning_requests"
+                and labels.get("resource") == resource
+                and labels.get("verb") == "WATCH"
+            ):
+                total += sample.value
+    return total
+
+
+def test_compacted_history_forces_a_relist_without_missing_a_change(
+    uncached_control_plane: ControlPlane, start_server: StartServer
+) -> None:
+    """410 Gone on re-watch: the server's resourceVersion was compacted away while it was not looking.
+
+    The server is held (SIGSTOP, as a long GC pause or CPU starvation would)
+    until the apiserver has ended its watch (2 s ``timeoutSeconds``, a clean
+    end); meanwhile a Deployment changes and etcd is compacted past the
+    server's last resourceVersion. On SIGCONT the server re-watches from that
+    version, gets 410, must re-list, and must then serve the change.
+    """
+    from kubernetes import client, config
+
+    plane = uncached_control_plane
+    admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
+    kube = Kube(admin)
+    core = client.CoreV1Api(admin)
+    namespace = "compaction"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    kube.apps.create_namespaced_deployment(namespace, deployment_manifest("gone", 1))
+
+    server = start_server("--watch-timeout-seconds=2", "--watch-read-timeout-seconds=4", kubeconfig=plane.kubeconfig)
     stub = server.stub("reader")
     poll(lambda: get(stub, namespace, "gone").spec_replicas == 1, "the cache to hold the Deployment", 30)
     expired_before = metric(server, "scalekeeper_watch_restarts_total", reason="expired")
 
     server.signal(signal.SIGSTOP)
     try:
-        control_plane.restart_apiserver()  # SIGTERM: watches end cleanly; a fresh watch cache
-        kube.scale(namespace, "gone", 3)  # the change that must not be missed
-        control_plane.compact_etcd()  # and the server's old revision is gone from etcd too
+        poll(lambda: _open_watches(plane, "deployments") == 0, "the apiserver to end the held server's watch", 30)
+        kube.scale(namespace, "gone", 3)  # the change the server must not miss
+        for i in range(3):  # more history, so that compaction lands strictly after the server's version
+            core.create_namespaced_config_map(namespace, {"metadata": {"name": f"filler-{i}"}})
+        plane.compact_etcd()
     finally:
         server.signal(signal.SIGCONT)
+        admin.close()
 
     poll(
         lambda: metric(server, "scalekeeper_watch_restarts_total", reason="expired") > expired_before,
         "scalekeeper_watch_restarts_total{reason='expired'} to rise",
         RECOVER_TIMEOUT,
     )
-    poll(lambda: readyz(server) == 200, "/readyz after the re-list", RECOVER_TIMEOUT)
     poll(lambda: get(stub, namespace, "gone").spec_replicas == 3, "the change made while the server was held", 10)
+    poll(lambda: readyz(server) == 200, "/readyz after the re-list", RECOVER_TIMEOUT)
     assert server.returncode is None
 
 

@@ -34,7 +34,7 @@ from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
 
 TARGET = "fuzz-target"
-EXAMPLES = 60
+EXAMPLES = 100
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -106,7 +106,8 @@ def server(
         # The whole module's property, checked once at the end: no bug was logged, still ready.
         assert process.returncode is None, "the server crashed"
         assert readyz(process) == 200, "the server is no longer ready"
-        assert not internal_errors_in_log(process), internal_errors_in_log(process)[:3]
+        bugs = [r for r in internal_errors_in_log(process) if not str(r.get("msg", "")).startswith(UNDECODABLE_LOG)]
+        assert not bugs, bugs[:3]
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +221,8 @@ def test_overflowing_varints(channel: grpc.Channel, fuzz_namespace: str, replica
     _assert_client_error(_code(lambda: list_call(list_body, timeout=10)), f"ListDeployments(page_size {page_size})")
 
 
+# What grpcio logs (at error level) for the undecodable requests of test_undecodable_requests.
+UNDECODABLE_LOG = "Unexpected [DecodeError] raised by servicer method"
 UNDECODABLE = pytest.mark.xfail(
     reason="grpcio answers INTERNAL when a request does not parse as protobuf (its deserializer raises before "
     "any servicer code runs); see the report of issue 7",

@@ -129,7 +129,6 @@ class Reflector(Generic[V]):
                 break
             query = {"limit": self._page_size, "continue": continue_token}
         self._store.replace(views, self._namespace)
-        metrics.CACHE_OBJECTS.labels(self._resource.plural).set(len(self._store))
         self.listed.set()
         self._succeed()
         version: str = page["metadata"]["resourceVersion"]
@@ -169,5 +168,4 @@ class Reflector(Generic[V]):
         new_version: str = obj["metadata"]["resourceVersion"]
         if event_type != "BOOKMARK":
             self._store.apply(EventType(event_type), self._project(obj))
-            metrics.CACHE_OBJECTS.labels(self._resource.plural).set(len(self._store))
         return new_version

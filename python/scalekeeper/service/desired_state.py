@@ -1,11 +1,16 @@
 """Writes the desired replica count: the Deployment's DeploymentScale.
 
 SetReplicas stores intent, not the Deployment's replica count: the controller
-applies it, reverts drift, and stands down when an HPA owns the count. The
-write is a server-side apply under scalekeeper's own field manager, so a
-GitOps tool applying the same object sees exactly whose field it is. With an
-expected resourceVersion the apply carries it as a precondition, and the
-apiserver refuses a stale one with 409, which becomes ABORTED.
+applies it, reverts drift, and stands down when an HPA owns the count. All
+writes use scalekeeper's own field manager, so a GitOps tool applying the same
+object sees exactly whose field it is. Three cases:
+
+- no expected version: server-side apply, forced (last write wins);
+- an expected version: a merge patch carrying it as a precondition, which the
+  apiserver refuses with 409 when stale and 404 when the object is gone, both
+  ABORTED. (An apply would not do: it silently creates a missing object even
+  with a resourceVersion set.)
+- the expected version "": a create, which fails with 409 if the object exists.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from scalekeeper.kube.client import KubeApiError, KubeClient
 from scalekeeper.kube.resources import DEPLOYMENT_SCALES, FIELD_MANAGER
 
 _APPLY = "application/apply-patch+yaml"
+_MERGE_PATCH = "application/merge-patch+json"
+# Forced: SetReplicas without an expected version is "last write wins" by design.
+_APPLY_QUERY = {"fieldManager": FIELD_MANAGER, "force": True}
 
 
 class DesiredStateWriter:
@@ -24,31 +32,24 @@ class DesiredStateWriter:
 
     async def write(self, namespace: str, name: str, replicas: int, expected_resource_version: str | None) -> ScaleView:
         """Store ``replicas`` as the desired count; return the stored DeploymentScale."""
-        metadata: dict[str, str] = {"name": name, "namespace": namespace}
         manifest = {
             "apiVersion": DEPLOYMENT_SCALES.api_version,
             "kind": DEPLOYMENT_SCALES.kind,
-            "metadata": metadata,
+            "metadata": {"name": name, "namespace": namespace},
             "spec": {"replicas": replicas},
         }
+        path = DEPLOYMENT_SCALES.path(namespace, name)
         try:
-            if expected_resource_version == "":
-                # Create-only: succeeds only if nobody manages the Deployment yet.
+            if expected_resource_version is None:
+                stored = await self._kube.request("PATCH", path, body=manifest, content_type=_APPLY, query=_APPLY_QUERY)
+            elif expected_resource_version == "":
                 stored = await self._kube.request(
-                    "POST",
-                    DEPLOYMENT_SCALES.path(namespace),
-                    body=manifest,
-                    query={"fieldManager": FIELD_MANAGER},
+                    "POST", DEPLOYMENT_SCALES.path(namespace), body=manifest, query={"fieldManager": FIELD_MANAGER}
                 )
             else:
-                if expected_resource_version is not None:
-                    metadata["resourceVersion"] = expected_resource_version
+                precondition = {"metadata": {"resourceVersion": expected_resource_version}, "spec": manifest["spec"]}
                 stored = await self._kube.request(
-                    "PATCH",
-                    DEPLOYMENT_SCALES.path(namespace, name),
-                    body=manifest,
-                    content_type=_APPLY,
-                    query={"fieldManager": FIELD_MANAGER, "force": True},
+                    "PATCH", path, body=precondition, content_type=_MERGE_PATCH, query={"fieldManager": FIELD_MANAGER}
                 )
         except KubeApiError as error:
             raise _service_error(error, namespace, name, expected_resource_version) from error

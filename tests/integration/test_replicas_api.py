@@ -1,0 +1,170 @@
+"""The replica API's semantics end to end: reads from the cache only, desired state, conflicts.
+
+A real server (with its controller) against the real apiserver; these are the
+behaviours the design promises callers, rather than the transports' mechanics.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+
+import grpc
+import pytest
+from kubernetes import client
+from server_harness import ServerProcess, StartServer, eventually
+
+from scalekeeper.v1 import replicas_pb2 as pb
+from scalekeeper_dev.bench_env import apiserver_requests
+from scalekeeper_dev.controlplane import ControlPlane
+
+
+@pytest.fixture
+def server_with_controller(start_server: StartServer) -> ServerProcess:
+    return start_server("--controller", f"--lease-name=t-{secrets.token_hex(4)}", "--leader-election-namespace=default")
+
+
+def scale_of(admin_api: client.ApiClient, namespace: str, name: str) -> int:
+    return client.AppsV1Api(admin_api).read_namespaced_deployment_scale(name, namespace).spec.replicas
+
+
+def test_a_thousand_read_rpcs_cause_no_apiserver_request(
+    start_server: StartServer,
+    control_plane: ControlPlane,
+    namespace: str,
+    deployments: Callable[..., list[str]],
+):
+    deployments(namespace, [f"d{i}" for i in range(5)])
+    # Watches that outlive the test: a routine re-watch must not blur the count.
+    server = start_server("--watch-timeout-seconds=600", "--watch-read-timeout-seconds=700")
+    stub = server.stub("reader")
+    get = pb.GetReplicasRequest(namespace=namespace, name="d0")
+    eventually(lambda: stub.GetReplicas(get), "the Deployments in the server's cache")
+
+    before = apiserver_requests(control_plane)
+    for i in range(1000):
+        if i % 2:
+            assert stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name=f"d{i % 5}")).name == f"d{i % 5}"
+        else:
+            first = stub.ListDeployments(pb.ListDeploymentsRequest(namespace=namespace, page_size=3))
+            rest = stub.ListDeployments(
+                pb.ListDeploymentsRequest(namespace=namespace, page_size=3, page_token=first.next_page_token)
+            )
+            assert len(first.deployments) + len(rest.deployments) == 5
+    after = apiserver_requests(control_plane)
+
+    changed = {key: after[key] - before.get(key, 0.0) for key in after if after[key] != before.get(key, 0.0)}
+    assert changed == {}, f"read RPCs reached the apiserver: {changed}"
+
+
+def test_set_replicas_stores_desired_state_and_the_controller_applies_it(
+    server_with_controller: ServerProcess, admin_api: client.ApiClient, namespace: str, deployments
+):
+    deployments(namespace, ["web"], replicas=1)
+    stub = server_with_controller.stub("writer")
+    eventually(lambda: stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name="web")), "web in the cache")
+
+    answer = stub.SetReplicas(pb.SetReplicasRequest(namespace=namespace, name="web", replicas=4))
+    assert answer.desired_replicas == 4
+    assert answer.managed
+    assert answer.resource_version
+
+    eventually(lambda: scale_of(admin_api, namespace, "web") == 4, "the Deployment scaled to 4")
+
+    def reported() -> pb.Replicas | None:
+        replicas = stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name="web"))
+        return replicas if replicas.spec_replicas == 4 and replicas.condition.reason == "Scaled" else None
+
+    replicas = eventually(reported, "Get to report the applied count and the Scaled condition")
+    assert replicas.condition.status == "True"
+    assert replicas.desired_replicas == 4
+
+
+def test_set_replicas_refuses_a_deployment_an_hpa_scales(
+    server_with_controller: ServerProcess, admin_api: client.ApiClient, namespace: str, deployments
+):
+    deployments(namespace, ["api"], replicas=2)
+    client.AutoscalingV2Api(admin_api).create_namespaced_horizontal_pod_autoscaler(
+        namespace,
+        {
+            "metadata": {"name": "api-hpa"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"},
+                "minReplicas": 1,
+                "maxReplicas": 5,
+            },
+        },
+    )
+    stub = server_with_controller.stub("writer")
+    request = pb.SetReplicasRequest(namespace=namespace, name="api", replicas=3)
+
+    def refused() -> grpc.RpcError | None:
+        try:
+            stub.SetReplicas(request)
+        except grpc.RpcError as error:
+            return error if error.code() is grpc.StatusCode.FAILED_PRECONDITION else None
+        pytest.fail("SetReplicas succeeded although an HPA scales the Deployment")
+
+    error = eventually(refused, "FAILED_PRECONDITION once the HPA is in the cache")
+    assert "api-hpa" in error.details()
+    custom = client.CustomObjectsApi(admin_api)
+    scales = custom.list_namespaced_custom_object("scalekeeper.dev", "v1alpha1", namespace, "deploymentscales")
+    assert scales["items"] == []
+    assert scale_of(admin_api, namespace, "api") == 2
+
+
+def test_concurrent_writers_with_the_same_expected_version_one_wins(
+    scalekeeper_server: ServerProcess, namespace: str, deployments
+):
+    deployments(namespace, ["shop"])
+    stub = scalekeeper_server.stub("writer")
+    eventually(lambda: stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name="shop")), "shop in the cache")
+    version = stub.SetReplicas(pb.SetReplicasRequest(namespace=namespace, name="shop", replicas=1)).resource_version
+
+    outcomes: list[grpc.StatusCode] = []
+    barrier = threading.Barrier(2)
+
+    def write(replicas: int) -> None:
+        request = pb.SetReplicasRequest(
+            namespace=namespace, name="shop", replicas=replicas, expected_resource_version=version
+        )
+        barrier.wait()
+        try:
+            stub.SetReplicas(request)
+            outcomes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as error:
+            outcomes.append(error.code())
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in (2, 3)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=30)
+    assert sorted(outcomes, key=str) == sorted([grpc.StatusCode.OK, grpc.StatusCode.ABORTED], key=str)
+
+
+def test_expected_version_semantics_create_only_and_vanished(
+    scalekeeper_server: ServerProcess, admin_api: client.ApiClient, namespace: str, deployments
+):
+    deployments(namespace, ["cart"])
+    stub = scalekeeper_server.stub("writer")
+    eventually(lambda: stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name="cart")), "cart in the cache")
+
+    create_only = pb.SetReplicasRequest(namespace=namespace, name="cart", replicas=2, expected_resource_version="")
+    created = stub.SetReplicas(create_only)
+    assert created.managed
+    assert created.resource_version, created
+    with pytest.raises(grpc.RpcError) as again:
+        stub.SetReplicas(create_only)
+    assert again.value.code() is grpc.StatusCode.ABORTED
+
+    client.CustomObjectsApi(admin_api).delete_namespaced_custom_object(
+        "scalekeeper.dev", "v1alpha1", namespace, "deploymentscales", "cart"
+    )
+    stale = pb.SetReplicasRequest(
+        namespace=namespace, name="cart", replicas=3, expected_resource_version=created.resource_version
+    )
+    with pytest.raises(grpc.RpcError) as vanished:
+        stub.SetReplicas(stale)
+    assert vanished.value.code() is grpc.StatusCode.ABORTED
