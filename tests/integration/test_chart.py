@@ -7,9 +7,9 @@ checks), that upgrade and uninstall behave, and that the ServiceAccount is
 allowed exactly what the server and controller need, asked through
 SubjectAccessReview as the cluster's own RBAC authorizer decides it.
 
-TODO: the end-to-end smoke test (run the server locally with a TokenRequest
-token of this ServiceAccount and call every RPC) belongs here once the server
-can run against the harness; the lead schedules it.
+Finally the server itself runs locally with a TokenRequest token of that
+ServiceAccount, controller included, and every RPC is called: the RBAC does
+not merely look right, it suffices.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from server_harness import eventually
 
 # tests/ is on sys.path: pytest inserts the directory of the rootmost conftest.py.
 from chart_support import CHART, LEASE_VERBS, WATCH_PERMISSIONS, helm
+from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper_dev.testcluster import dns_label
 
 CRD_NAME = "deploymentscales.scalekeeper.dev"
@@ -263,3 +265,45 @@ def test_service_account_token_is_really_confined(admin_api, make_release, api_a
     with pytest.raises(ApiException) as forbidden:
         client.CoreV1Api(api).list_namespaced_secret(release.namespace, limit=1)
     assert forbidden.value.status == 403
+
+
+def test_server_runs_on_the_chart_service_account_alone(
+    test_cluster, admin_api, make_release, start_server, deployments
+) -> None:
+    """Every RPC, and a reconcile, with nothing but the chart's RBAC behind the server."""
+    release = make_release()
+    namespace = release.namespace
+    deployments(namespace, ["smoke"], replicas=1)
+    server = start_server(
+        "--controller",
+        f"--leader-election-namespace={namespace}",
+        f"--lease-name={release.lease}",
+        kubeconfig=test_cluster.service_account_kubeconfig(namespace, release.service_account),
+    )
+    stub = server.stub("writer")
+    assert stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name="smoke")).spec_replicas == 1
+    listed = stub.ListDeployments(pb.ListDeploymentsRequest(namespace=namespace))
+    assert {d.name for d in listed.deployments} == {"smoke", release.fullname}
+    watch = stub.WatchReplicas(pb.WatchReplicasRequest(namespace=namespace), timeout=10)
+    assert {next(watch).replicas.name for _ in range(2)} == {"smoke", release.fullname}
+    watch.cancel()
+    assert stub.SetReplicas(pb.SetReplicasRequest(namespace=namespace, name="smoke", replicas=3)).desired_replicas == 3
+
+    apps = client.AppsV1Api(admin_api)
+    eventually(
+        lambda: apps.read_namespaced_deployment_scale("smoke", namespace).spec.replicas == 3,
+        "the controller, running as the chart's ServiceAccount, to scale the Deployment",
+    )
+    reported = eventually(
+        lambda: (
+            (r := stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name="smoke"))).condition.reason
+            == "Scaled"
+            and r
+        ),
+        "the status update (deploymentscales/status) to come back through the cache",
+    )
+    assert reported.spec_replicas == 3
+    events = client.EventsV1Api(admin_api).list_namespaced_event(namespace)
+    assert any(event.reason == "Scaled" for event in events.items)
+    denied = [r for r in server.log_records() if "Forbidden" in json.dumps(r) or "403" in json.dumps(r)]
+    assert denied == [], denied

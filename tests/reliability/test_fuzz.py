@@ -20,6 +20,7 @@ import json
 import socket
 import ssl
 import urllib.parse
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,8 +107,25 @@ def server(
         # The whole module's property, checked once at the end: no bug was logged, still ready.
         assert process.returncode is None, "the server crashed"
         assert readyz(process) == 200, "the server is no longer ready"
-        bugs = [r for r in internal_errors_in_log(process) if not str(r.get("msg", "")).startswith(UNDECODABLE_LOG)]
+        bugs = [r for r in internal_errors_in_log(process) if not _known_noise(r)]
         assert not bugs, bugs[:3]
+        noise = [r for r in internal_errors_in_log(process) if _known_noise(r) == "parser"]
+        if noise:
+            warnings.warn(
+                f"aiohttp logged {len(noise)} client requests it refused with 400 as errors with a traceback "
+                "(e.g. a request line over 8190 bytes): log noise a client can cause at will",
+                stacklevel=1,
+            )
+
+
+def _known_noise(record: dict[str, Any]) -> str | None:
+    """Error-level records that are not server bugs: the xfail'ed grpcio case, aiohttp's own 400s."""
+    message, exception = str(record.get("msg", "")), str(record.get("exception", ""))
+    if message.startswith(UNDECODABLE_LOG):
+        return "undecodable"
+    if record.get("logger") == "aiohttp.server" and "aiohttp.http_exceptions." in exception and ": 400," in exception:
+        return "parser"
+    return None
 
 
 @pytest.fixture(scope="module")
