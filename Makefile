@@ -51,6 +51,10 @@ tools: venv ## build or locate the pinned tools; print paths and versions
 certs: venv ## write development certificates to .dev/certs (kept if present)
 	$(DEV) certs --dir .dev/certs
 
+.PHONY: run
+run: venv tools ## the server on $$KUBECONFIG's cluster, else on a local control plane; demo data, grpcurl examples
+	$(DEV) run
+
 .PHONY: cluster-up
 cluster-up: venv ## start etcd + kube-apiserver in the background; admin kubeconfig in .dev/kubeconfig
 	$(DEV) cluster-up
@@ -67,9 +71,10 @@ proto: venv ## regenerate python/scalekeeper/v1 from proto/
 # -- checks ---------------------------------------------------------------------
 
 .PHONY: lint
-lint: venv ## ruff check and ruff format --check
+lint: venv ## ruff check, ruff format --check, and the import-layer contracts (lint-imports)
 	$(RUFF) check .
 	$(RUFF) format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 .PHONY: test-unit
 test-unit: venv ## unit tests (no control plane)
@@ -79,9 +84,9 @@ test-unit: venv ## unit tests (no control plane)
 test-integration: venv tools ## integration tests against a real etcd + kube-apiserver
 	$(PYTEST) -m integration tests/integration $(PYTEST_ARGS)
 
-# In this order: the cheap checks fail first.
+# In this order: the cheap checks fail first (test-integration builds the tools).
 .PHONY: test
-test: venv tools ## lint, then unit tests, then integration tests
+test: venv ## lint, then unit tests, then integration tests
 	$(MAKE) lint
 	$(MAKE) test-unit
 	$(MAKE) test-integration

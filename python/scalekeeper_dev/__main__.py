@@ -196,10 +196,16 @@ def cmd_supervise(args: argparse.Namespace) -> int:
     return exit_code
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from scalekeeper_dev import devrun
+
+    return devrun.run(Path(args.dev_dir).resolve())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scalekeeper_dev", description="scalekeeper developer harness")
     # `_supervise` is internal: kept out of the listing.
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{tools,certs,cluster-up,cluster-down}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{tools,certs,cluster-up,cluster-down,run}")
     commands.add_parser("tools", help="build/locate every pinned tool; print paths and versions").set_defaults(
         func=cmd_tools
     )
@@ -208,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     certs.add_argument("--force", action="store_true", help="replace existing certificates")
     certs.set_defaults(func=cmd_certs)
     for name, func, text in (
+        ("run", cmd_run, "run the server on $KUBECONFIG's cluster or a local control plane, with demo data"),
         ("cluster-up", cmd_cluster_up, "start etcd + kube-apiserver in the background"),
         ("cluster-down", cmd_cluster_down, "stop the background control plane"),
         ("_supervise", cmd_supervise, None),

@@ -136,7 +136,14 @@ async def _ghz(ghz: Ghz, *args: Any, **kwargs: Any) -> LoadResult:
     return await asyncio.to_thread(ghz.run, *args, **kwargs)
 
 
-async def phase_load(results: Results, ghz: Ghz, server: Scalekeeper, bare: BareServer, duration: str) -> None:
+def _best(runs: list[LoadResult]) -> LoadResult:
+    # Background load on a shared machine only ever slows a run down: the fastest is the least disturbed.
+    return max(runs, key=lambda r: r.rps)
+
+
+async def phase_load(
+    results: Results, ghz: Ghz, server: Scalekeeper, bare: BareServer, *, duration: str, repeat: int
+) -> None:
     names = [f"deploy-{i:03d}" for i in range(100)]
     workloads = {
         "GetReplicas": ("get-100", _get_messages(SMALL_NAMESPACE, names)),
@@ -149,10 +156,12 @@ async def phase_load(results: Results, ghz: Ghz, server: Scalekeeper, bare: Bare
         for concurrency in CONCURRENCIES:
             log(f"1. {method} at concurrency {concurrency}")
             load = {"concurrency": concurrency, "duration": duration, "data_name": data_name}
-            # Interleaved, so that a change in background load hits both sides alike.
-            ours = await _ghz(ghz, server.target, method, messages, **load)
-            bare_result = await _ghz(ghz, bare.target, method, messages, **load)
-            results.load[(method, concurrency)] = (ours, bare_result)
+            ours, theirs = [], []
+            for _ in range(repeat):
+                # Interleaved, so that a change in background load hits both sides alike.
+                ours.append(await _ghz(ghz, server.target, method, messages, **load))
+                theirs.append(await _ghz(ghz, bare.target, method, messages, **load))
+            results.load[(method, concurrency)] = (_best(ours), _best(theirs))
 
 
 async def phase_apiserver_requests(results: Results, plane: ControlPlane, ghz: Ghz, server: Scalekeeper) -> None:
@@ -229,6 +238,7 @@ async def phase_scale(
     namespaces: int,
     per_namespace: int,
     duration: str,
+    repeat: int,
 ) -> None:
     log(f"5. creating {namespaces * per_namespace} Deployments in {namespaces} namespaces (setup)")
     started = time.perf_counter()
@@ -256,24 +266,57 @@ async def phase_scale(
         messages = [{"namespace": ns, "name": name} for ns, name in chosen]
         for concurrency in (1, 16):
             log(f"5. GetReplicas over 10,000 Deployments at concurrency {concurrency}")
-            results.scale_load[concurrency] = await _ghz(
-                ghz,
-                server.target,
-                "GetReplicas",
-                messages,
-                concurrency=concurrency,
-                duration=duration,
-                data_name="get-1000-of-10000",
-            )
+            runs = [
+                await _ghz(
+                    ghz,
+                    server.target,
+                    "GetReplicas",
+                    messages,
+                    concurrency=concurrency,
+                    duration=duration,
+                    data_name="get-1000-of-10000",
+                )
+                for _ in range(repeat)
+            ]
+            results.scale_load[concurrency] = _best(runs)
         results.scale_rss_peak_mb = rss_mib(server.pid)[1] / MB
     finally:
         server.stop()
 
 
+async def profile_missed_targets(results: Results, ghz: Ghz, server: Scalekeeper, workdir: Path) -> None:
+    ours, bare = results.load[("GetReplicas", 16)]
+    if ours.rps < TARGET_RPS or ours.p99_ms >= TARGET_P99_MS or ours.rps < TARGET_BARE_RATIO * bare.rps:
+        messages = _get_messages(SMALL_NAMESPACE, [f"deploy-{i:03d}" for i in range(100)])
+        await profile_under_load(
+            results, ghz, server, workdir, label="GetReplicas, c=16", method="GetReplicas", messages=messages
+        )
+    ours, bare = results.load[("ListDeployments", 16)]
+    if ours.rps < TARGET_BARE_RATIO * bare.rps:
+        await profile_under_load(
+            results,
+            ghz,
+            server,
+            workdir,
+            label="ListDeployments (page of 100), c=16",
+            method="ListDeployments",
+            messages=[{"namespace": SMALL_NAMESPACE, "page_size": 100}],
+            data_name="list-page-100",
+        )
+
+
 async def profile_under_load(
-    results: Results, ghz: Ghz, server: Scalekeeper, workdir: Path, *, label: str, method: str, messages: Any
+    results: Results,
+    ghz: Ghz,
+    server: Scalekeeper,
+    workdir: Path,
+    *,
+    label: str,
+    method: str,
+    messages: Any,
+    data_name: str = "get-100",
 ) -> None:
-    output = workdir / f"profile-{label}.txt"
+    output = workdir / f"profile-{method}.txt"
     seconds = 8
     process = bench_profile.record(server.pid, seconds, output)
     if process is None:
@@ -281,7 +324,7 @@ async def profile_under_load(
         return
     log(f"profiling the server with py-spy during {method} ({label})")
     await asyncio.sleep(1.0)  # attach before the load starts
-    await _ghz(ghz, server.target, method, messages, concurrency=16, duration=f"{seconds}s", data_name="get-100")
+    await _ghz(ghz, server.target, method, messages, concurrency=16, duration=f"{seconds}s", data_name=data_name)
     results.profiles.append((label, await asyncio.to_thread(bench_profile.finish, process, output)))
 
 
@@ -361,7 +404,7 @@ def evaluate(results: Results) -> None:
             factor99 = large.p99_ms / small.p99_ms if small.p99_ms else math.nan
             targets.append(
                 Target(
-                    "GetReplicas latency, 10,000 vs 100 Deployments (c=16)",
+                    f"GetReplicas latency, {results.scale_objects:,} vs 100 Deployments (c=16)",
                     f"flat (<= {FLAT_LATENCY_FACTOR:.2f}x)",
                     f"p50 {factor:.2f}x, p99 {factor99:.2f}x",
                     max(factor, factor99) <= FLAT_LATENCY_FACTOR,
@@ -436,8 +479,9 @@ def _render_profiles(results: Results) -> list[str]:
         "",
         "## Profiles",
         "",
-        "Taken because a target was missed: py-spy sampling the server during 8 s of "
-        "GetReplicas load at c=16; shares are of the samples where a thread held the GIL.",
+        "Taken because a target was missed: py-spy sampling the server during 8 s of the same load at c=16; "
+        "shares are of the samples where a thread held the GIL. `Handle._run` on top of the stack is time spent in "
+        "grpc's Cython layer (grpc.aio's own work, invisible to a Python profiler), called from the event loop.",
     ]
     for label, profile in results.profiles:
         out += ["", f"### {label}", ""]
@@ -483,7 +527,8 @@ def render(results: Results, ghz: Ghz, invocation: str) -> str:
         "",
         "scalekeeper (`python -m scalekeeper`, default flags: INFO access log, controller on) beside the bare grpc.aio "
         "server of `scalekeeper_dev.bare_server` (same TLS settings, canned responses of the same shape), one "
-        "connection, each for the duration given. ListDeployments asks for one page of 100.",
+        "connection; each figure is the fastest of `--repeat` runs (interleaved, ours then bare), since background "
+        "load on a shared machine only slows runs down. ListDeployments asks for one page of 100.",
         "",
     ]
     rows = []
@@ -615,7 +660,7 @@ async def setup_small(kube: KubeClient) -> None:
         await bench_scale.create_deployments(kube, namespace, names)
 
 
-async def phase_quiet_log(results: Results, ghz: Ghz, make_server: Any, duration: str) -> None:
+async def phase_quiet_log(results: Results, ghz: Ghz, make_server: Any, duration: str, repeat: int) -> None:
     """The access log's share of the cost, measured rather than guessed."""
     log("1. GetReplicas at concurrency 16 without the access log")
     argv = results.server_argv
@@ -624,8 +669,9 @@ async def phase_quiet_log(results: Results, ghz: Ghz, make_server: Any, duration
         quiet.wait_ready()
         messages = _get_messages(SMALL_NAMESPACE, [f"deploy-{i:03d}" for i in range(100)])
         await _ghz(ghz, quiet.target, "GetReplicas", messages, concurrency=16, duration="2s", data_name="get-100")
-        results.quiet_log = await _ghz(
-            ghz, quiet.target, "GetReplicas", messages, concurrency=16, duration=duration, data_name="get-100"
+        load = {"concurrency": 16, "duration": duration, "data_name": "get-100"}
+        results.quiet_log = _best(
+            [await _ghz(ghz, quiet.target, "GetReplicas", messages, **load) for _ in range(repeat)]
         )
     finally:
         quiet.stop()
@@ -661,7 +707,7 @@ async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path, resu
         try:
             results.small_ready_s = server.wait_ready()
             bare.start()
-            await phase_load(results, ghz, server, bare, args.duration)
+            await phase_load(results, ghz, server, bare, duration=args.duration, repeat=args.repeat)
         finally:
             bare.stop()
         try:
@@ -669,16 +715,11 @@ async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path, resu
             if not args.skip_latency:
                 await phase_latencies(results, kube, server, certs, args.changes)
             results.small_rss_mb = rss_mib(server.pid)[1] / MB
-            ours, bare_result = results.load[("GetReplicas", 16)]
-            if ours.rps < TARGET_RPS or ours.p99_ms >= TARGET_P99_MS or ours.rps < TARGET_BARE_RATIO * bare_result.rps:
-                messages = _get_messages(SMALL_NAMESPACE, [f"deploy-{i:03d}" for i in range(100)])
-                await profile_under_load(
-                    results, ghz, server, workdir, label="GetReplicas, c=16", method="GetReplicas", messages=messages
-                )
+            await profile_missed_targets(results, ghz, server, workdir)
         finally:
             server.stop()
 
-        await phase_quiet_log(results, ghz, make_server, args.duration)
+        await phase_quiet_log(results, ghz, make_server, args.duration, args.repeat)
 
         if args.scale_namespaces:
             await phase_scale(
@@ -690,6 +731,7 @@ async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path, resu
                 namespaces=args.scale_namespaces,
                 per_namespace=args.scale_per_namespace,
                 duration=args.duration,
+                repeat=args.repeat,
             )
     finally:
         await kube.close()
@@ -718,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scalekeeper_dev.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"), help="the Markdown report")
     parser.add_argument("--duration", default="10s", help="each ghz run (section 1 and 5)")
+    parser.add_argument("--repeat", type=int, default=2, help="ghz runs per measurement; the fastest is reported")
     parser.add_argument("--changes", type=int, default=200, help="samples for sections 3 and 4")
     parser.add_argument("--scale-namespaces", type=int, default=100, help="section 5 (0 skips it)")
     parser.add_argument("--scale-per-namespace", type=int, default=100)

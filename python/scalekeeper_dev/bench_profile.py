@@ -77,7 +77,9 @@ def summarise(raw: str, top: int = 15) -> tuple[int, list[tuple[str, float]], li
         return 0, [], []
 
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
-        return [(name, count / samples) for name, count in counter.most_common(top)]
+        # Frames on every stack (the entry point, the event loop's run) say nothing.
+        ranked = [(name, count / samples) for name, count in counter.most_common() if count < 0.99 * samples]
+        return ranked[:top]
 
     return samples, shares(self_counts), shares(total_counts)
 

@@ -69,7 +69,7 @@ def free_port() -> int:
         return port
 
 
-def _pdeathsig_preexec(parent_pid: int) -> Callable[[], None]:
+def die_with_parent_preexec(parent_pid: int) -> Callable[[], None]:
     """Return a ``preexec_fn`` making the child die with its parent (Linux only)."""
 
     def preexec() -> None:
@@ -109,7 +109,8 @@ class _Child:
         # PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the
         # process: only the main thread lives as long as the process, so other
         # threads rely on stop()/atexit alone.
-        preexec = _pdeathsig_preexec(os.getpid()) if threading.current_thread() is threading.main_thread() else None
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        preexec = die_with_parent_preexec(os.getpid()) if on_main_thread else None
         self.process = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -279,7 +280,11 @@ class ControlPlane:
                         if attempt == attempts - 1 or "address already in use" not in str(error):
                             raise
             except BaseException:
-                self.stop()
+                # Keep the directory: the error names its logs.
+                self._stop_processes()
+                with _LIVE_LOCK:
+                    _LIVE.discard(self)
+                self._started = False
                 raise
 
     def stop(self) -> None:

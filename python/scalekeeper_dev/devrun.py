@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from scalekeeper_dev import manifests, pki, toolchain
-from scalekeeper_dev.controlplane import ControlPlane
+from scalekeeper_dev.controlplane import ControlPlane, die_with_parent_preexec
 from scalekeeper_dev.crd import install_crd
 
 DEMO_NAMESPACE = "demo"
@@ -68,7 +70,7 @@ def _wait_ready(health_port: int, server: subprocess.Popen[bytes], timeout: floa
 
 
 def grpcurl_commands(certs: Path, port: int = 8443) -> str:
-    grpcurl = toolchain.ensure("grpcurl")
+    grpcurl = "grpcurl" if shutil.which("grpcurl") else toolchain.ensure("grpcurl")
     tls = f"-cacert {certs}/ca.crt -cert {certs}/writer.crt -key {certs}/writer.key"
     reader = f"-cacert {certs}/ca.crt -cert {certs}/reader.crt -key {certs}/reader.key"
     target = f"localhost:{port}"
@@ -87,7 +89,21 @@ def grpcurl_commands(certs: Path, port: int = 8443) -> str:
     )
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _relative(path: Path) -> Path:
+    """``path`` relative to the working directory when inside it: shorter commands to paste."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def run(dev_dir: Path) -> int:
+    # SIGTERM (an IDE's stop button, `timeout`) tears down like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     dev_dir.mkdir(parents=True, exist_ok=True)
     certs = dev_dir / "certs"
     pki.write_dev_certs(certs)
@@ -109,13 +125,15 @@ def run(dev_dir: Path) -> int:
             f"--writers={pki.DEV_IDENTITIES['writer'][0]}",
             "--leader-election-namespace=default",
         ]
-        server = subprocess.Popen(command)
+        # The server must not outlive this process, however it ends.
+        server = subprocess.Popen(command, preexec_fn=die_with_parent_preexec(os.getpid()))  # noqa: PLW1509
         try:
             _wait_ready(8080, server)
+            shown = _relative(certs)
             print(
                 "\nscalekeeper is serving: gRPC on localhost:8443, HTTP/JSON on https://localhost:8444, "
-                f"health on http://localhost:8080. Try:\n{grpcurl_commands(certs)}\n"
-                f"  curl --cacert {certs}/ca.crt --cert {certs}/reader.crt --key {certs}/reader.key "
+                f"health on http://localhost:8080. Try:\n{grpcurl_commands(shown)}\n"
+                f"  curl --cacert {shown}/ca.crt --cert {shown}/reader.crt --key {shown}/reader.key "
                 f"https://localhost:8444/v1/deployments?namespace={DEMO_NAMESPACE}\n"
                 f"  kubectl --kubeconfig {kubeconfig} get dscale -A\n\nCtrl-C stops everything.",
                 flush=True,

@@ -319,3 +319,46 @@ def test_a_failed_start_cleans_up(tmp_path: Path) -> None:
     with pytest.raises(ControlPlaneError, match="kube-apiserver exited"):
         plane.start()
     assert plane.pids == {}
+
+
+@needs_local_binaries
+def test_cluster_up_and_down_cli(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "scalekeeper_dev", *args, "--dev-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    up = cli("cluster-up")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "export KUBECONFIG=" in up.stdout
+        pids = json.loads((tmp_path / "cluster" / "state.json").read_text())["pids"]
+        from kubernetes import config
+
+        with config.new_client_from_config(config_file=str(tmp_path / "kubeconfig")) as api:
+            names = {ns.metadata.name for ns in client.CoreV1Api(api).list_namespace().items}
+        assert "kube-system" in names
+        again = cli("cluster-up")
+        assert again.returncode == 0
+        assert "already running" in again.stdout
+    finally:
+        down = cli("cluster-down")
+    assert down.returncode == 0, down.stderr
+    # The children of the detached supervisor are reaped by init, maybe a moment later.
+    eventually(lambda: _assert_all_gone(pids.values()), timeout=10)
+    assert not (tmp_path / "kubeconfig").exists()
+
+
+def _assert_all_gone(pids: Any) -> None:
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status")
+        # A zombie (State: Z) is dead, merely not yet reaped by its new parent.
+        assert not status.exists() or "\nState:\tZ" in status.read_text(), f"pid {pid} still running"

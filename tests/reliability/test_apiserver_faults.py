@@ -1,9 +1,11 @@
 """The server against a failing apiserver: killed, frozen, and with its history compacted.
 
-Each test breaks the shared control plane and restores it in ``finally``. The
-server's promises under test: it says so on /readyz while it cannot trust its
-cache, it re-syncs by itself when the apiserver is back, it serves no stale
-value after that, and no desired state set meanwhile is lost.
+The kill and freeze tests break the shared control plane and restore it in
+``finally``; the compaction test brings its own (its apiserver runs without a
+watch cache, see ``uncached_control_plane``). The server's promises under
+test: it says so on /readyz while it cannot trust its cache, it re-syncs by
+itself when the apiserver is back, it serves no stale value after that, and
+no desired state set meanwhile is lost.
 """
 
 from __future__ import annotations
