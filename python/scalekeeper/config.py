@@ -76,7 +76,7 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--writers", "", "comma-separated client identities allowed to read and set replicas")
     add("--namespaces", "", "comma-separated namespaces to manage; empty means all")
     add("--max-replicas", 1000, "largest replica count SetReplicas accepts", type=int)
-    add("--kubeconfig", env.get("KUBECONFIG", ""), "kubeconfig file; empty means in-cluster config")
+    add("--kubeconfig", env.get("KUBECONFIG", ""), "kubeconfig file; empty: in-cluster in a pod, else ~/.kube/config")
     add("--controller", True, "run the reconciling controller (leader-elected)")
     add("--workers", 4, "concurrent reconciles", type=int)
     add("--leader-election", True, "elect one controller among replicas through a Lease")
@@ -86,7 +86,7 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--watch-timeout-seconds", 240, "server-side timeout of each watch request", type=int)
     add("--watch-read-timeout-seconds", 300.0, "client read timeout that detects a stuck watch", type=float)
     add("--drain-seconds", 20.0, "grace period for in-flight calls on SIGTERM", type=float)
-    add("--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
+    add("--log-level", "INFO", "log threshold", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
 
 
