@@ -16,6 +16,7 @@ import logging
 from typing import Protocol
 
 from scalekeeper.cache.projections import DeploymentView, HpaView, Key, ScaleView
+from scalekeeper.cache.store import Store
 from scalekeeper.controller import status as st
 from scalekeeper.controller.events import EventReason, EventRecorder
 from scalekeeper.kube.client import KubeApiError, KubeClient
@@ -24,18 +25,14 @@ from scalekeeper.kube.resources import DEPLOYMENT_SCALES, DEPLOYMENTS
 log = logging.getLogger(__name__)
 
 
-class _Lookup(Protocol):
-    def get(self, key: Key) -> object: ...
-
-
 class CacheReader(Protocol):
-    """The part of ``ClusterCache`` a sync reads (so unit tests can pass a fake)."""
+    """The part of ``ClusterCache`` a sync reads (so unit tests can pass plain Stores)."""
 
     @property
-    def scales(self) -> _Lookup: ...
+    def scales(self) -> Store[ScaleView]: ...
 
     @property
-    def deployments(self) -> _Lookup: ...
+    def deployments(self) -> Store[DeploymentView]: ...
 
     def hpa_targeting(self, key: Key) -> HpaView | None: ...
 
@@ -56,14 +53,14 @@ class Reconciler:
     async def sync(self, key: Key) -> None:
         """Reconcile one key; raises (KubeApiError) when the queue should retry with backoff."""
         scale = self._cache.scales.get(key)
-        if not isinstance(scale, ScaleView):
+        if scale is None:
             # No DeploymentScale (or it was deleted): the Deployment is not ours
             # to manage any more; leave its count as it is.
             self._written_over.pop(key, None)
             self._status_written_over.pop(key, None)
             return
         deployment = self._cache.deployments.get(key)
-        if not isinstance(deployment, DeploymentView):
+        if deployment is None:
             # The Deployment's ADDED event will queue this key again: no retry loop.
             self._written_over.pop(key, None)
             await self._write_status(
