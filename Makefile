@@ -93,7 +93,7 @@ test: venv ## lint, then unit tests, then integration tests
 
 # --- Benchmarks and reliability ---
 # Both start their own etcd + kube-apiserver (like the integration tests).
-# `make bench` takes ~15 minutes and rewrites docs/benchmarks.md; targets are
+# `make bench` takes ~8 minutes and rewrites docs/benchmarks.md; targets are
 # reported there, never asserted. BENCH_ARGS: e.g. --duration=5s --scale-namespaces=0.
 BENCH_ARGS ?=
 

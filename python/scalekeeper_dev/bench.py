@@ -335,7 +335,25 @@ def _ms(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
 
 
+def _notes(results: Results) -> None:
+    """Observations the figures support by themselves; the interpretation is in the issue's report."""
+    ours, bare = results.load.get(("GetReplicas", 16), (None, None))
+    if bare is not None and bare.rps < TARGET_RPS:
+        results.notes.append(
+            f"The bare grpc.aio server itself peaks at {max(b.rps for _, b in results.load.values()):,.0f} req/s on "
+            f"this machine: {TARGET_RPS:,.0f} req/s is out of reach here for any grpc.aio server, so the ratio to "
+            "bare grpcio is the figure that says how much scalekeeper adds."
+        )
+    quiet = results.quiet_log
+    if ours is not None and bare is not None and quiet is not None and bare.rps:
+        results.notes.append(
+            f"Without the per-call access log line (`--log-level=WARNING`) GetReplicas at c=16 reaches "
+            f"{quiet.rps:,.0f} req/s, {quiet.rps / bare.rps:.0%} of bare grpcio (with it: {ours.rps / bare.rps:.0%})."
+        )
+
+
 def evaluate(results: Results) -> None:
+    _notes(results)
     targets = results.targets
     ours, bare = results.load.get(("GetReplicas", 16), (None, None))
     if ours is not None and bare is not None:
@@ -503,7 +521,11 @@ def _render_profiles(results: Results) -> list[str]:
     return out
 
 
-def render(results: Results, ghz: Ghz, invocation: str) -> str:
+def _shown(argv: list[str], workdir: Path) -> str:
+    return shlex.join(argv).replace(str(workdir), "$WORKDIR").replace(sys.executable, "python")
+
+
+def render(results: Results, ghz: Ghz, invocation: str, workdir: Path) -> str:
     out: list[str] = [
         "# Benchmarks",
         "",
@@ -620,8 +642,9 @@ def render(results: Results, ghz: Ghz, invocation: str) -> str:
         "## Commands",
         "",
         "```sh",
-        f"# server (sections 1-4; section 5 starts another with the same flags)\n{shlex.join(results.server_argv)}",
-        f"# bare grpcio server\n{shlex.join(results.bare_argv)}",
+        "# $WORKDIR: a temporary directory (certificates, logs, profiles; --workdir keeps it)",
+        f"# server (sections 1-4; 5 starts another alike)\n{_shown(results.server_argv, workdir)}",
+        f"# bare grpcio server\n{_shown(results.bare_argv, workdir)}",
         "# load: $SCALEKEEPER and $BARE are localhost:<port> of the two servers, $CERTS their certificates;",
         "# each data file is a JSON array of requests, sent round-robin:",
         *[f"#   {name}: {what}" for name, what in ghz.data_files.items()],
@@ -789,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         results.elapsed_s = time.perf_counter() - started
         results.load_average_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
         evaluate(results)
-        report = render(results, ghz, invocation)
+        report = render(results, ghz, invocation, workdir)
         Path(args.output).write_text(report)
         print_summary(results)
         print(f"\nwrote {args.output}")

@@ -43,7 +43,7 @@ class Ghz:
         # For the report: each distinct command once, with symbolic names for ports, paths and data files.
         self.commands: list[str] = []
         self.data_files: dict[str, str] = {}  # symbolic name -> what it holds
-        self.aliases: dict[str, str] = {str(binary): "ghz", str(certs.directory): "$CERTS"}
+        self.aliases: dict[str, str] = {str(binary): "ghz", str(certs.directory): "$CERTS", str(PROTO_ROOT): "proto"}
         self._data_dir = Path(tempfile.mkdtemp(prefix="scalekeeper-ghz-"))
 
     def _data_file(self, messages: list[dict[str, Any]]) -> Path:

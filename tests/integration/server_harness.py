@@ -20,7 +20,6 @@ import signal  # noqa: E402
 import ssl  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 from collections.abc import Callable, Iterator, Sequence  # noqa: E402
@@ -31,9 +30,11 @@ from typing import Any  # noqa: E402
 import grpc  # noqa: E402
 import pytest  # noqa: E402
 
+import polling  # noqa: E402
 from scalekeeper.v1 import replicas_pb2_grpc  # noqa: E402
 from scalekeeper_dev import pki  # noqa: E402
 from scalekeeper_dev.controlplane import free_port  # noqa: E402
+from scalekeeper_dev.manifests import deployment as deployment_manifest  # noqa: E402, F401 (re-exported)
 
 REPO = Path(__file__).resolve().parents[2]
 WRITER = "spiffe://scalekeeper.dev/writer"
@@ -41,20 +42,13 @@ READER = "spiffe://scalekeeper.dev/reader"
 STARTUP_TIMEOUT = 60.0
 
 
+# Calls to a server that is starting, restarting or re-certifying may fail for a while.
+TRANSIENT_ERRORS = (AssertionError, OSError, grpc.RpcError, http.client.HTTPException)
+
+
 def eventually(condition: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns a truthy value (returned); fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            result = condition()
-            if result:
-                return result
-        except (AssertionError, OSError, grpc.RpcError, http.client.HTTPException) as error:
-            last_error = error
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last error: {last_error!r}")
-        time.sleep(interval)
+    """``polling.eventually`` that treats a failing call to the server as "not yet"."""
+    return polling.eventually(condition, what, timeout=timeout, interval=interval, retry_on=TRANSIENT_ERRORS)
 
 
 # -- certificates --------------------------------------------------------------------------------------
@@ -332,20 +326,3 @@ def server_factory(admin_kubeconfig: Path, default_pki: ServerPki, log_dir: Path
             code = server.stop()
             if code not in (0, None):
                 print(f"scalekeeper exited with {code}; log tail:\n{server.log_text()[-3000:]}", file=sys.stderr)
-
-
-def deployment_manifest(name: str, replicas: int = 1) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
-            },
-        },
-    }

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from kubernetes import client
 
+from polling import eventually_async
 from scalekeeper import metrics
 from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.cache.projections import DeploymentView
@@ -19,15 +20,6 @@ from scalekeeper.kube.resources import DEPLOYMENTS
 from scalekeeper_dev import manifests
 from scalekeeper_dev.controlplane import ControlPlane
 from scalekeeper_dev.testcluster import TestCluster
-
-
-async def eventually(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for: {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -69,14 +61,16 @@ async def test_watch_follows_creates_updates_and_deletes(
 ):
     apps = client.AppsV1Api(admin_api)
     apps.create_namespaced_deployment(namespace, manifests.deployment("api", replicas=2))
-    await eventually(lambda: cache.deployments.get((namespace, "api")) is not None, "the new Deployment in the cache")
+    await eventually_async(
+        lambda: cache.deployments.get((namespace, "api")) is not None, "the new Deployment in the cache"
+    )
     apps.patch_namespaced_deployment_scale("api", namespace, {"spec": {"replicas": 5}})
-    await eventually(
+    await eventually_async(
         lambda: (view := cache.deployments.get((namespace, "api"))) is not None and view.spec_replicas == 5,
         "the scaled count in the cache",
     )
     apps.delete_namespaced_deployment("api", namespace)
-    await eventually(lambda: cache.deployments.get((namespace, "api")) is None, "the deletion in the cache")
+    await eventually_async(lambda: cache.deployments.get((namespace, "api")) is None, "the deletion in the cache")
 
 
 async def test_watch_stays_healthy_across_server_side_watch_timeouts(cache: ClusterCache, admin_api, namespace: str):
@@ -84,7 +78,7 @@ async def test_watch_stays_healthy_across_server_side_watch_timeouts(cache: Clus
     restarts_before = metrics.WATCH_RESTARTS.labels("deployments", "error")._value.get()
     await asyncio.sleep(0)  # let the reflectors run
     client.AppsV1Api(admin_api).create_namespaced_deployment(namespace, manifests.deployment("late"))
-    await eventually(lambda: cache.deployments.get((namespace, "late")) is not None, "a change after re-watches")
+    await eventually_async(lambda: cache.deployments.get((namespace, "late")) is not None, "a change after re-watches")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # observe a window spanning two server-side timeouts
         assert cache.healthy, cache.problems
@@ -98,10 +92,10 @@ async def test_apiserver_restart_drops_health_then_resyncs_without_stale_objects
     apps = client.AppsV1Api(admin_api)
     for name in ("keep", "drop"):
         apps.create_namespaced_deployment(namespace, manifests.deployment(name))
-    await eventually(lambda: len(cache.deployments) == 2, "both Deployments in the cache")
+    await eventually_async(lambda: len(cache.deployments) == 2, "both Deployments in the cache")
 
     await asyncio.to_thread(control_plane.stop_apiserver, kill=True)
-    await eventually(lambda: not cache.healthy, "the cache to notice the apiserver is gone")
+    await eventually_async(lambda: not cache.healthy, "the cache to notice the apiserver is gone")
     await asyncio.to_thread(control_plane.start_apiserver)
     # Changes made right after the restart, before the cache has necessarily caught up.
     apps.delete_namespaced_deployment("drop", namespace)
@@ -113,7 +107,7 @@ async def test_apiserver_restart_drops_health_then_resyncs_without_stale_objects
         names = {view.name for view in cache.deployments.values()}
         return cache.healthy and names == {"keep", "new"} and keep is not None and keep.spec_replicas == 4
 
-    await eventually(caught_up, "the cache healthy again and equal to the cluster", timeout=60)
+    await eventually_async(caught_up, "the cache healthy again and equal to the cluster", timeout=60)
 
 
 async def test_frozen_apiserver_is_detected_by_the_read_timeout(cache: ClusterCache, control_plane: ControlPlane):
@@ -121,8 +115,8 @@ async def test_frozen_apiserver_is_detected_by_the_read_timeout(cache: ClusterCa
     await asyncio.to_thread(control_plane.pause_apiserver)
     try:
         # watch_read_timeout_seconds=4: a silent watch must be declared stuck soon after.
-        await eventually(lambda: not cache.healthy, "the stuck watch to be detected", timeout=20)
+        await eventually_async(lambda: not cache.healthy, "the stuck watch to be detected", timeout=20)
         assert any("Timeout" in problem or "timeout" in problem for problem in cache.problems), cache.problems
     finally:
         await asyncio.to_thread(control_plane.resume_apiserver)
-    await eventually(lambda: cache.healthy, "recovery after the apiserver resumes", timeout=60)
+    await eventually_async(lambda: cache.healthy, "recovery after the apiserver resumes", timeout=60)

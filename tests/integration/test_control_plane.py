@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
-from scalekeeper_dev import kubeconfig
+from polling import eventually
+from scalekeeper_dev import kubeconfig, manifests
 from scalekeeper_dev.controlplane import ControlPlane, ControlPlaneError
 from scalekeeper_dev.testcluster import TestCluster, external_kubeconfig_from_env
 
@@ -29,35 +29,6 @@ WIDGET_PLURAL = "widgets"
 needs_local_binaries = pytest.mark.skipif(
     external_kubeconfig_from_env() is not None, reason="starts its own control plane"
 )
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1) -> Any:
-    """Call ``check`` until it returns without raising; re-raise its last error at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(interval)
-
-
-def _deployment(name: str, replicas: int) -> client.V1Deployment:
-    labels = {"app": name}
-    return client.V1Deployment.from_dict(
-        {
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
-                },
-            },
-        }
-    )
 
 
 def _whoami(api: ApiClient) -> client.V1UserInfo:
@@ -109,7 +80,11 @@ def test_user_and_groups_come_from_the_client_certificate_and_rbac_applies_to_gr
         admin_api, namespace, {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "deployment-readers"}
     )
     # RBAC changes reach the authorizer through an informer: allowed *eventually*.
-    eventually(lambda: client.AppsV1Api(carol).list_namespaced_deployment(namespace))
+    eventually(
+        lambda: client.AppsV1Api(carol).list_namespaced_deployment(namespace),
+        "carol's RBAC to apply",
+        retry_on=(ApiException,),
+    )
     with pytest.raises(ApiException) as denied:
         client.AppsV1Api(carol).list_deployment_for_all_namespaces()
     assert denied.value.status == 403
@@ -143,7 +118,7 @@ def test_expired_or_foreign_client_certificates_are_rejected(test_cluster: TestC
 
 def test_deployment_is_created_and_scaled_through_the_scale_subresource(admin_api: ApiClient, namespace: str) -> None:
     apps = client.AppsV1Api(admin_api)
-    apps.create_namespaced_deployment(namespace, _deployment("web", replicas=1))
+    apps.create_namespaced_deployment(namespace, manifests.deployment("web", replicas=1))
 
     scale = apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 3}})
     assert scale.spec.replicas == 3
@@ -199,11 +174,11 @@ def _install_widget_crd(admin_api: ApiClient) -> None:
         if error.status != 409:  # an earlier run on a reused cluster
             raise
 
-    def established() -> None:
+    def established() -> bool:
         conditions = extensions.read_custom_resource_definition(name).status.conditions or []
-        assert any(c.type == "Established" and c.status == "True" for c in conditions)
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
 
-    eventually(established)
+    eventually(established, "the CRD to be established")
 
 
 def test_crd_is_installed_and_custom_resources_are_validated(admin_api: ApiClient, namespace: str) -> None:
@@ -223,7 +198,7 @@ def test_crd_is_installed_and_custom_resources_are_validated(admin_api: ApiClien
         return created
 
     # The REST endpoint can lag Established by a moment.
-    created = eventually(lambda: create("small", 2))
+    created = eventually(lambda: create("small", 2), "the custom resource to be created", retry_on=(ApiException,))
     assert created["spec"]["size"] == 2
     got = custom.get_namespaced_custom_object(WIDGET_GROUP, "v1", namespace, WIDGET_PLURAL, "small")
     assert got["metadata"]["uid"] == created["metadata"]["uid"]
@@ -246,7 +221,11 @@ def test_service_account_token_authenticates_and_rbac_applies(
     _grant_deployment_reader(
         admin_api, namespace, {"kind": "ServiceAccount", "name": "scalekeeper", "namespace": namespace}
     )
-    eventually(lambda: client.AppsV1Api(api).list_namespaced_deployment(namespace))
+    eventually(
+        lambda: client.AppsV1Api(api).list_namespaced_deployment(namespace),
+        "the ServiceAccount's RBAC to apply",
+        retry_on=(ApiException,),
+    )
 
 
 def test_a_forged_token_is_unauthorized(test_cluster: TestCluster, tmp_path: Path) -> None:
@@ -278,7 +257,12 @@ def test_apiserver_restart_and_pause_keep_port_and_data(control_plane: ControlPl
             core.read_namespace(marker.metadata.name, _request_timeout=1.0)
     finally:
         control_plane.resume_apiserver()
-    assert eventually(lambda: core.read_namespace(marker.metadata.name)).metadata.uid == marker.metadata.uid
+    assert (
+        eventually(
+            lambda: core.read_namespace(marker.metadata.name), "the marker namespace", retry_on=(Exception,)
+        ).metadata.uid
+        == marker.metadata.uid
+    )
 
 
 def test_etcd_compaction(control_plane: ControlPlane, admin_api: ApiClient, namespace: str) -> None:
@@ -353,12 +337,11 @@ def test_cluster_up_and_down_cli(tmp_path: Path) -> None:
         down = cli("cluster-down")
     assert down.returncode == 0, down.stderr
     # The children of the detached supervisor are reaped by init, maybe a moment later.
-    eventually(lambda: _assert_all_gone(pids.values()), timeout=10)
+    eventually(lambda: _all_gone(pids.values()), f"every child process gone: {pids}", timeout=10)
     assert not (tmp_path / "kubeconfig").exists()
 
 
-def _assert_all_gone(pids: Any) -> None:
-    for pid in pids:
-        status = Path(f"/proc/{pid}/status")
-        # A zombie (State: Z) is dead, merely not yet reaped by its new parent.
-        assert not status.exists() or "\nState:\tZ" in status.read_text(), f"pid {pid} still running"
+def _all_gone(pids: Any) -> bool:
+    # A zombie (State: Z) is dead, merely not yet reaped by its new parent.
+    statuses = [Path(f"/proc/{pid}/status") for pid in pids]
+    return all(not status.exists() or "\nState:\tZ" in status.read_text() for status in statuses)

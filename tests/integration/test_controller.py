@@ -17,10 +17,12 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from polling import eventually_async
 from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.controller import Controller, LeaderElector, LeaseConfig
 from scalekeeper.controller.events import REPORTING_CONTROLLER
 from scalekeeper.kube.client import KubeApiError, KubeClient, connect
+from scalekeeper_dev import manifests
 from scalekeeper_dev.testcluster import TestCluster
 
 GROUP, VERSION, PLURAL = "scalekeeper.dev", "v1alpha1", "deploymentscales"
@@ -59,32 +61,6 @@ class Instrumented:
         return [w for w in self.writes if "/leases" not in w[1]]
 
 
-async def eventually(check: Callable[[], T], what: str, timeout: float = 30.0) -> T:
-    """Poll ``check`` until it returns something truthy (returned); fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for: {what}")
-        await asyncio.sleep(0.05)
-
-
-def deployment_manifest(name: str, replicas: int = 1) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}},
-        },
-    }
-
-
 def scale_manifest(name: str, replicas: int) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -106,7 +82,7 @@ class Cluster:
         self.coordination = client.CoordinationV1Api(api)
 
     def create_deployment(self, name: str, replicas: int = 1) -> None:
-        self.apps.create_namespaced_deployment(self.ns, deployment_manifest(name, replicas))
+        self.apps.create_namespaced_deployment(self.ns, manifests.deployment(name, replicas))
 
     def deployment_replicas(self, name: str) -> int | None:
         try:
@@ -203,18 +179,18 @@ async def test_desired_count_is_applied_and_reported(cluster: Cluster, start_con
     cluster.create_scale("web", 3)
     await start_controller()
 
-    await eventually(lambda: cluster.deployment_replicas("web") == 3, "Deployment scaled to 3")
-    await eventually(lambda: cluster.ready_reason("web") == "True/Scaled", "Ready=True reason Scaled")
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 3, "Deployment scaled to 3")
+    await eventually_async(lambda: cluster.ready_reason("web") == "True/Scaled", "Ready=True reason Scaled")
     obj = cluster.dscale("web")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["status"]["replicas"] == 3
     assert obj["status"]["readyReplicas"] == 0  # no controller-manager: no pods
-    await eventually(lambda: "Scaled" in cluster.event_reasons("web"), "a Scaled Event")
+    await eventually_async(lambda: "Scaled" in cluster.event_reasons("web"), "a Scaled Event")
 
     # A new desired count is a new generation: Scaled again, not drift.
     cluster.set_desired("web", 5)
-    await eventually(lambda: cluster.deployment_replicas("web") == 5, "Deployment scaled to 5")
-    await eventually(
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 5, "Deployment scaled to 5")
+    await eventually_async(
         lambda: (
             cluster.dscale("web")["status"]["observedGeneration"] == cluster.dscale("web")["metadata"]["generation"]
         ),
@@ -228,14 +204,14 @@ async def test_drift_is_reverted_with_an_event(cluster: Cluster, start_controlle
     cluster.create_deployment("web", replicas=1)
     cluster.create_scale("web", 2)
     await start_controller()
-    await eventually(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
-    await eventually(lambda: cluster.deployment_replicas("web") == 2, "Deployment at 2")
+    await eventually_async(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 2, "Deployment at 2")
     transition = cluster.ready("web")["lastTransitionTime"]  # type: ignore[index]
 
     cluster.scale_deployment("web", 7)  # someone else, e.g. `kubectl scale deployment web --replicas=7`
 
-    await eventually(lambda: "DriftReverted" in cluster.event_reasons("web"), "a DriftReverted Event")
-    await eventually(lambda: cluster.deployment_replicas("web") == 2, "drift reverted to 2")
+    await eventually_async(lambda: "DriftReverted" in cluster.event_reasons("web"), "a DriftReverted Event")
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 2, "drift reverted to 2")
     ready = cluster.ready("web")
     assert ready is not None
     assert (ready["status"], ready["reason"], ready["lastTransitionTime"]) == ("True", "Scaled", transition)
@@ -264,15 +240,15 @@ spec:
         force=True,
         _content_type="application/apply-patch+yaml",
     )
-    await eventually(lambda: cluster.deployment_replicas("api") == 4, "Deployment scaled to 4 from YAML")
+    await eventually_async(lambda: cluster.deployment_replicas("api") == 4, "Deployment scaled to 4 from YAML")
 
     # `kubectl scale dscale/api --replicas=6` goes through the CRD's scale subresource.
     cluster.custom.patch_namespaced_custom_object_scale(
         GROUP, VERSION, cluster.ns, PLURAL, "api", {"spec": {"replicas": 6}}
     )
-    await eventually(lambda: cluster.deployment_replicas("api") == 6, "Deployment scaled to 6 via dscale/scale")
+    await eventually_async(lambda: cluster.deployment_replicas("api") == 6, "Deployment scaled to 6 via dscale/scale")
     scale = cluster.custom.get_namespaced_custom_object_scale(GROUP, VERSION, cluster.ns, PLURAL, "api")
-    await eventually(
+    await eventually_async(
         lambda: (
             cluster.custom.get_namespaced_custom_object_scale(GROUP, VERSION, cluster.ns, PLURAL, "api")["status"].get(
                 "replicas"
@@ -311,11 +287,13 @@ async def test_kubectl_apply_scale_and_get(
         "apiVersion: scalekeeper.dev/v1alpha1\nkind: DeploymentScale\nmetadata:\n  name: shop\nspec:\n  replicas: 2\n"
     )
     await kubectl(test_cluster, cluster.ns, "apply", "-f", "-", stdin=manifest)
-    await eventually(lambda: cluster.deployment_replicas("shop") == 2, "Deployment scaled by `kubectl apply`")
+    await eventually_async(lambda: cluster.deployment_replicas("shop") == 2, "Deployment scaled by `kubectl apply`")
 
     await kubectl(test_cluster, cluster.ns, "scale", "dscale/shop", "--replicas=3")
-    await eventually(lambda: cluster.deployment_replicas("shop") == 3, "Deployment scaled by `kubectl scale dscale`")
-    await eventually(lambda: cluster.dscale("shop")["status"]["replicas"] == 3, "status.replicas follows")
+    await eventually_async(
+        lambda: cluster.deployment_replicas("shop") == 3, "Deployment scaled by `kubectl scale dscale`"
+    )
+    await eventually_async(lambda: cluster.dscale("shop")["status"]["replicas"] == 3, "status.replicas follows")
 
     table = await kubectl(test_cluster, cluster.ns, "get", "dscale", "shop", "-o", "wide")
     header, row = table.splitlines()[:2]
@@ -346,20 +324,20 @@ async def test_deleted_scale_leaves_the_deployment_alone(cluster: Cluster, start
     cluster.create_deployment("web", replicas=1)
     cluster.create_scale("web", 3)
     controller, kube, cache = await start_controller()
-    await eventually(lambda: cluster.deployment_replicas("web") == 3, "Deployment scaled to 3")
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 3, "Deployment scaled to 3")
 
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.ns, PLURAL, "web")
-    await eventually(lambda: cache.scales.get((cluster.ns, "web")) is None, "cache saw the deletion")
+    await eventually_async(lambda: cache.scales.get((cluster.ns, "web")) is None, "cache saw the deletion")
     assert cluster.deployment_replicas("web") == 3  # deleting the CR does not scale anything
     writes = len(kube.writes_to("/deployments/"))
 
     cluster.scale_deployment("web", 8)
     rv = cluster.deployment_rv("web")
-    await eventually(
+    await eventually_async(
         lambda: (d := cache.deployments.get((cluster.ns, "web"))) is not None and d.resource_version == rv,
         "cache saw the manual scale",
     )
-    await eventually(lambda: idle(controller), "controller idle")
+    await eventually_async(lambda: idle(controller), "controller idle")
     assert cluster.deployment_replicas("web") == 8
     assert len(kube.writes_to("/deployments/")) == writes
 
@@ -367,31 +345,33 @@ async def test_deleted_scale_leaves_the_deployment_alone(cluster: Cluster, start
 async def test_deployment_created_after_its_scale(cluster: Cluster, start_controller: Factory) -> None:
     cluster.create_scale("late", 3)
     await start_controller()
-    await eventually(lambda: cluster.ready_reason("late") == "False/DeploymentNotFound", "DeploymentNotFound")
+    await eventually_async(lambda: cluster.ready_reason("late") == "False/DeploymentNotFound", "DeploymentNotFound")
     assert cluster.dscale("late")["status"]["replicas"] == 0
 
     cluster.create_deployment("late", replicas=1)
-    await eventually(lambda: cluster.deployment_replicas("late") == 3, "new Deployment scaled to 3")
-    await eventually(lambda: cluster.ready_reason("late") == "True/Scaled", "Ready=True once the Deployment exists")
+    await eventually_async(lambda: cluster.deployment_replicas("late") == 3, "new Deployment scaled to 3")
+    await eventually_async(
+        lambda: cluster.ready_reason("late") == "True/Scaled", "Ready=True once the Deployment exists"
+    )
 
 
 async def test_deployment_deleted_and_recreated(cluster: Cluster, start_controller: Factory) -> None:
     cluster.create_deployment("web", replicas=1)
     cluster.create_scale("web", 3)
     controller, kube, _cache = await start_controller()
-    await eventually(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
+    await eventually_async(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
 
     cluster.apps.delete_namespaced_deployment("web", cluster.ns)
-    await eventually(lambda: cluster.ready_reason("web") == "False/DeploymentNotFound", "DeploymentNotFound")
+    await eventually_async(lambda: cluster.ready_reason("web") == "False/DeploymentNotFound", "DeploymentNotFound")
     # No hot loop on a missing Deployment: once the status says so, nothing more is written.
-    await eventually(lambda: idle(controller), "controller idle")
+    await eventually_async(lambda: idle(controller), "controller idle")
     writes = len(kube.writes)
     assert controller.queue is not None
     assert controller.queue.num_requeues((cluster.ns, "web")) == 0
 
     cluster.create_deployment("web", replicas=1)
-    await eventually(lambda: cluster.deployment_replicas("web") == 3, "recreated Deployment scaled to 3")
-    await eventually(lambda: cluster.ready_reason("web") == "True/Scaled", "Ready again")
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 3, "recreated Deployment scaled to 3")
+    await eventually_async(lambda: cluster.ready_reason("web") == "True/Scaled", "Ready again")
     assert len(kube.writes) > writes
 
 
@@ -413,7 +393,7 @@ async def test_hpa_conflict_means_no_writes(cluster: Cluster, start_controller: 
     cluster.create_scale("web", 5)
     _controller, kube, _cache = await start_controller()
 
-    await eventually(lambda: cluster.ready_reason("web") == "False/ConflictWithHPA", "ConflictWithHPA")
+    await eventually_async(lambda: cluster.ready_reason("web") == "False/ConflictWithHPA", "ConflictWithHPA")
     ready = cluster.ready("web")
     assert ready is not None
     assert "web-hpa" in ready["message"]
@@ -423,8 +403,8 @@ async def test_hpa_conflict_means_no_writes(cluster: Cluster, start_controller: 
 
     # The HPA goes away: the desired count is applied (a new count, not drift).
     cluster.autoscaling.delete_namespaced_horizontal_pod_autoscaler("web-hpa", cluster.ns)
-    await eventually(lambda: cluster.deployment_replicas("web") == 5, "scaled once the HPA is gone")
-    await eventually(lambda: cluster.ready_reason("web") == "True/Scaled", "Ready=True")
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 5, "scaled once the HPA is gone")
+    await eventually_async(lambda: cluster.ready_reason("web") == "True/Scaled", "Ready=True")
     assert "DriftReverted" not in cluster.event_reasons("web")
 
 
@@ -432,8 +412,8 @@ async def test_no_writes_when_nothing_changed(cluster: Cluster, start_controller
     cluster.create_deployment("web", replicas=1)
     cluster.create_scale("web", 3)
     controller, kube, cache = await start_controller()
-    await eventually(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
-    await eventually(lambda: idle(controller), "controller idle")
+    await eventually_async(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
+    await eventually_async(lambda: idle(controller), "controller idle")
     writes = list(kube.writes)
     events = cluster.event_reasons("web")
 
@@ -445,7 +425,7 @@ async def test_no_writes_when_nothing_changed(cluster: Cluster, start_controller
     scale_rv = cluster.dscale("web")["metadata"]["resourceVersion"]
     deployment_rv = cluster.deployment_rv("web")
     key = (cluster.ns, "web")
-    await eventually(
+    await eventually_async(
         lambda: (
             (s := cache.scales.get(key)) is not None
             and s.resource_version == scale_rv
@@ -454,7 +434,7 @@ async def test_no_writes_when_nothing_changed(cluster: Cluster, start_controller
         ),
         "cache saw both changes",
     )
-    await eventually(lambda: idle(controller), "controller idle after the no-op syncs")
+    await eventually_async(lambda: idle(controller), "controller idle after the no-op syncs")
 
     assert kube.writes == writes
     assert cluster.dscale("web")["metadata"]["resourceVersion"] == scale_rv
@@ -472,7 +452,7 @@ async def test_only_the_leader_writes_and_a_clean_stop_hands_over_fast(
     def leaders() -> list[str]:
         return [identity for identity, (controller, _, _) in by_identity.items() if controller.is_leader]
 
-    await eventually(lambda: len(leaders()) == 1, "one leader")
+    await eventually_async(lambda: len(leaders()) == 1, "one leader")
     leader_id = leaders()[0]
     follower_id = "replica-b" if leader_id == "replica-a" else "replica-a"
     leader, leader_kube, _ = by_identity[leader_id]
@@ -482,8 +462,8 @@ async def test_only_the_leader_writes_and_a_clean_stop_hands_over_fast(
 
     cluster.create_deployment("web", replicas=1)
     cluster.create_scale("web", 3)
-    await eventually(lambda: cluster.deployment_replicas("web") == 3, "leader scaled the Deployment")
-    await eventually(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 3, "leader scaled the Deployment")
+    await eventually_async(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
     assert leader_kube.writes_to("/deployments/web/scale")
     assert follower_kube.non_lease_writes() == []
     assert not follower.is_leader
@@ -493,7 +473,7 @@ async def test_only_the_leader_writes_and_a_clean_stop_hands_over_fast(
     assert not leader.is_leader
     released = cluster.coordination.read_namespaced_lease("scalekeeper-controller", cluster.ns)
     assert released.spec.holder_identity in (None, follower_id)
-    await eventually(lambda: follower.is_leader, "the follower takes over", timeout=6.0)
+    await eventually_async(lambda: follower.is_leader, "the follower takes over", timeout=6.0)
     # Released, so far faster than the 6 s lease duration.
     assert time.monotonic() - stopped_at < 6.0
     lease = cluster.coordination.read_namespaced_lease("scalekeeper-controller", cluster.ns)
@@ -502,7 +482,7 @@ async def test_only_the_leader_writes_and_a_clean_stop_hands_over_fast(
 
     old_leader_writes = len(leader_kube.writes)
     cluster.set_desired("web", 6)
-    await eventually(lambda: cluster.deployment_replicas("web") == 6, "new leader applies the new count")
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 6, "new leader applies the new count")
     assert follower_kube.writes_to("/deployments/web/scale")
     assert len(leader_kube.writes) == old_leader_writes
 
@@ -512,11 +492,11 @@ async def test_a_partitioned_leader_steps_down_before_another_takes_over(
 ) -> None:
     timings = {"lease_duration": 4.0, "renew_deadline": 2.5, "retry_period": 0.5}
     first = await start_controller(elector_identity="replica-a", lease=timings)
-    await eventually(lambda: first[0].is_leader, "replica-a leads")
+    await eventually_async(lambda: first[0].is_leader, "replica-a leads")
     second = await start_controller(elector_identity="replica-b", lease=timings)
     cluster.create_deployment("web", replicas=1)
     cluster.create_scale("web", 2)
-    await eventually(lambda: cluster.deployment_replicas("web") == 2, "replica-a scaled the Deployment")
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 2, "replica-a scaled the Deployment")
     assert second[1].non_lease_writes() == []
 
     first[1].partitioned = True  # replica-a can no longer reach the apiserver: no renewals, no release
@@ -526,11 +506,11 @@ async def test_a_partitioned_leader_steps_down_before_another_takes_over(
         assert not (first[0].is_leader and second[0].is_leader), "two leaders at once"
         return second[0].is_leader
 
-    await eventually(handed_over, "replica-b takes over after the lease expires", timeout=15.0)
+    await eventually_async(handed_over, "replica-b takes over after the lease expires", timeout=15.0)
     # Not before the lease expired on replica-b's clock (it last saw a renewal at most just before the cut).
     assert time.monotonic() - cut_at >= timings["lease_duration"] - 2 * timings["retry_period"] - 1.0
     assert not first[0].is_leader
 
     cluster.set_desired("web", 4)
-    await eventually(lambda: cluster.deployment_replicas("web") == 4, "replica-b applies the new count")
+    await eventually_async(lambda: cluster.deployment_replicas("web") == 4, "replica-b applies the new count")
     first[1].partitioned = False  # let the fixture's teardown reach the apiserver

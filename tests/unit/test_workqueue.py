@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import pytest
 
+from polling import eventually_async
 from scalekeeper.controller.workqueue import ExponentialBackoff, QueueShutDown, WorkQueue
 
 
 def run(coro: Awaitable[None]) -> None:
     asyncio.run(asyncio.wait_for(coro, timeout=10))  # type: ignore[arg-type]
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.001)
 
 
 def test_fifo_and_deduplication() -> None:
@@ -77,7 +70,7 @@ def test_never_two_workers_on_one_key() -> None:
                 queue.add(key)
             if round_ % 5 == 0:
                 await asyncio.sleep(0.002)
-        await eventually(lambda: len(queue) == 0 and queue.processing == 0)
+        await eventually_async(lambda: len(queue) == 0 and queue.processing == 0, "the queue drained", timeout=5)
         queue.shut_down()
         await asyncio.gather(*workers)
         assert set(synced) == set(range(5))
