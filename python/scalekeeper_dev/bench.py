@@ -796,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     tools = {name: toolchain.ensure(name) for name in ("ghz", "etcd", "kube-apiserver")}
     results = Results(machine=describe_machine(tools["ghz"], tools["kube-apiserver"], tools["etcd"]))
     with _workdir(args.workdir) as workdir:
-        ghz = Ghz(tools["ghz"], Certs.create(workdir / "certs"))
+        ghz = Ghz(tools["ghz"], Certs.create(workdir / "certs"), workdir / "ghz-data")
         log(f"starting etcd and kube-apiserver (workdir {workdir})")
         with ControlPlane(workdir / "control-plane") as plane:
             from kubernetes import config

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ class LoadResult:
 
 
 class Ghz:
-    def __init__(self, binary: Path, certs: Certs, *, cpus: int = 1, role: str = "reader") -> None:
+    def __init__(self, binary: Path, certs: Certs, data_dir: Path, *, cpus: int = 1, role: str = "reader") -> None:
         self.binary = binary
         self.certs = certs
         self.cpus = cpus
@@ -44,7 +43,8 @@ class Ghz:
         self.commands: list[str] = []
         self.data_files: dict[str, str] = {}  # symbolic name -> what it holds
         self.aliases: dict[str, str] = {str(binary): "ghz", str(certs.directory): "$CERTS", str(PROTO_ROOT): "proto"}
-        self._data_dir = Path(tempfile.mkdtemp(prefix="scalekeeper-ghz-"))
+        self._data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
 
     def _data_file(self, messages: list[dict[str, Any]]) -> Path:
         path = self._data_dir / f"data-{len(list(self._data_dir.iterdir()))}.json"

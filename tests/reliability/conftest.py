@@ -40,12 +40,9 @@ import pytest  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from reliability_helpers import Kube  # noqa: E402
-from server_harness import (  # noqa: E402
-    ServerPki,
-    ServerProcess,
-    deployment_manifest,
-    server_factory,
-)
+from server_harness import ServerPki, ServerProcess, server_factory  # noqa: E402
+
+from scalekeeper_dev import manifests  # noqa: E402
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -95,7 +92,7 @@ def deployments(admin_api: ApiClient) -> Callable[..., list[str]]:
 
     def create(namespace: str, names: Sequence[str], replicas: int = 1) -> list[str]:
         for name in names:
-            apps.create_namespaced_deployment(namespace, deployment_manifest(name, replicas))
+            apps.create_namespaced_deployment(namespace, manifests.deployment(name, replicas))
         return list(names)
 
     return create

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from server_harness import ServerProcess
 
+from polling import eventually
 from scalekeeper.v1 import replicas_pb2 as pb
 
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "scalekeeper.dev", "v1alpha1", "deploymentscales"
@@ -33,19 +32,10 @@ CLIENT_ERROR_CODES = frozenset(
 
 
 def poll(condition: Callable[[], Any], what: str, timeout: float, interval: float = 0.05) -> Any:
-    """``condition()``'s first truthy value; fails the test at the deadline (exceptions count as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            result = condition()
-        except (grpc.RpcError, OSError, AssertionError) as error:
-            last, result = error, None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last error: {last!r}")
-        time.sleep(interval)
+    """``polling.eventually`` where an RPC error, an I/O error or a failed assertion means "not yet"."""
+    return eventually(
+        condition, what, timeout=timeout, interval=interval, retry_on=(grpc.RpcError, OSError, AssertionError)
+    )
 
 
 def readyz(server: ServerProcess) -> int:

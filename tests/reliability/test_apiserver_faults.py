@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from reliability_helpers import Kube, get, metric, poll, readyz
-from server_harness import ServerProcess, deployment_manifest
+from server_harness import ServerProcess
 
 from scalekeeper.v1 import replicas_pb2 as pb
+from scalekeeper_dev import manifests
 from scalekeeper_dev.controlplane import ControlPlane
 
 StartServer = Callable[..., ServerProcess]
@@ -154,7 +155,7 @@ def test_compacted_history_forces_a_relist_without_missing_a_change(
     core = client.CoreV1Api(admin)
     namespace = "compaction"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    kube.apps.create_namespaced_deployment(namespace, deployment_manifest("gone", 1))
+    kube.apps.create_namespaced_deployment(namespace, manifests.deployment("gone", 1))
 
     server = start_server("--watch-timeout-seconds=2", "--watch-read-timeout-seconds=4", kubeconfig=plane.kubeconfig)
     stub = server.stub("reader")

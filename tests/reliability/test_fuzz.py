@@ -29,10 +29,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_helpers import CLIENT_ERROR_CODES, internal_errors_in_log, readyz
-from server_harness import ServerPki, ServerProcess, client_ssl_context, deployment_manifest, server_factory
+from server_harness import ServerPki, ServerProcess, client_ssl_context, server_factory
 
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
+from scalekeeper_dev import manifests
 
 TARGET = "fuzz-target"
 # What grpcio logs (at error level) for the undecodable requests of test_undecodable_requests.
@@ -93,7 +94,7 @@ def fuzz_namespace(admin_api: Any) -> Iterator[str]:
     name = dns_label("fuzz", max_length=40)
     core, apps = client.CoreV1Api(admin_api), client.AppsV1Api(admin_api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    apps.create_namespaced_deployment(name, deployment_manifest(TARGET, 1))
+    apps.create_namespaced_deployment(name, manifests.deployment(TARGET, 1))
     yield name
     core.delete_namespace(name)
 
