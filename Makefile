@@ -86,10 +86,11 @@ test-integration: venv tools ## integration tests against a real etcd + kube-api
 
 # In this order: the cheap checks fail first (test-integration builds the tools).
 .PHONY: test
-test: venv ## lint, then unit tests, then integration tests
+test: venv ## lint, unit tests, integration tests, then the fault and fuzz tests
 	$(MAKE) lint
 	$(MAKE) test-unit
 	$(MAKE) test-integration
+	$(MAKE) test-reliability
 
 # --- Benchmarks and reliability ---
 # Both start their own etcd + kube-apiserver (like the integration tests).
@@ -98,8 +99,7 @@ test: venv ## lint, then unit tests, then integration tests
 BENCH_ARGS ?=
 
 .PHONY: bench
-bench: venv ## benchmarks against a local control plane; writes docs/benchmarks.md
-	$(PYTHON) -c 'from scalekeeper_dev import toolchain; toolchain.ensure("ghz")'
+bench: venv tools ## benchmarks against a local control plane; writes docs/benchmarks.md
 	$(PYTHON) -m scalekeeper_dev.bench $(BENCH_ARGS)
 
 .PHONY: test-reliability

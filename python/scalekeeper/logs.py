@@ -2,7 +2,12 @@
 
 Log collectors (Loki, Cloud Logging, ...) index JSON fields, so every record
 carries its ``extra={...}`` fields at the top level. ``log_call`` writes the
-one line each API call gets: method, identity, code and latency.
+access-log line of an API call: method, identity, code and latency.
+
+Successful reads are logged at DEBUG, not INFO: they are the bulk of the
+traffic, the request metrics already count them, and formatting a JSON line
+per read cost over a tenth of the server's CPU under load (docs/benchmarks.md).
+Writes and every failure are logged at INFO and WARNING.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import json
 import logging
 import sys
 from typing import Any
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 # Attributes every LogRecord has; anything else came from ``extra=`` and is emitted as a field.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
@@ -35,6 +42,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
+class _ClientFaultsAreNotErrors(logging.Filter):
+    """Demote aiohttp's records of requests it refused as malformed (4xx) to DEBUG.
+
+    aiohttp logs each of them at ERROR with a traceback, so any client could
+    flood the log with "errors" that are its own; the 400 it got says enough.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def setup(level: str = "INFO") -> None:
     """Route every logger (ours, grpc's, aiohttp's) through one JSON handler on stderr."""
     handler = logging.StreamHandler(sys.stderr)
@@ -44,10 +66,21 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiohttp's access log duplicates ours, in another format.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_ClientFaultsAreNotErrors())
+
+
+READ_METHODS = frozenset({"GetReplicas", "ListDeployments", "WatchReplicas"})
 
 
 def log_call(transport: str, method: str, identity: str, code: str, latency_ms: float) -> None:
-    level = logging.INFO if code == "OK" else logging.WARNING
+    if code != "OK":
+        level = logging.WARNING
+    elif method in READ_METHODS:
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    if not access_log.isEnabledFor(level):
+        return
     access_log.log(
         level,
         "call",

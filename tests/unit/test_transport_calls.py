@@ -110,14 +110,36 @@ def test_set_request_rejects_bad_bodies(body: object) -> None:
 def test_json_log_lines_carry_extra_fields(capsys: pytest.CaptureFixture[str]) -> None:
     logs.setup("INFO")
     try:
-        logs.log_call("grpc", "GetReplicas", "spiffe://x", "OK", 1.23456)
+        logs.log_call("grpc", "SetReplicas", "spiffe://x", "OK", 1.23456)
         logging.getLogger("t").error("boom", exc_info=ValueError("bad"))
     finally:
         logging.getLogger().handlers.clear()
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    assert lines[0]["method"] == "GetReplicas"
+    assert lines[0]["method"] == "SetReplicas"
     assert lines[0]["identity"] == "spiffe://x"
     assert lines[0]["code"] == "OK"
     assert lines[0]["latency_ms"] == 1.235
     assert lines[0]["level"] == "info"
     assert "ValueError: bad" in lines[1]["exception"]
+
+
+@pytest.mark.parametrize(
+    ("level", "method", "code", "logged_as"),
+    [
+        ("INFO", "GetReplicas", "OK", None),  # successful reads only at DEBUG
+        ("DEBUG", "GetReplicas", "OK", "debug"),
+        ("INFO", "ListDeployments", "NOT_FOUND", "warning"),
+        ("INFO", "SetReplicas", "OK", "info"),
+        ("WARNING", "SetReplicas", "PERMISSION_DENIED", "warning"),
+    ],
+)
+def test_access_log_levels(
+    level: str, method: str, code: str, logged_as: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.setup(level)
+    try:
+        logs.log_call("http", method, "cn", code, 0.5)
+    finally:
+        logging.getLogger().handlers.clear()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["level"] for line in lines] == ([logged_as] if logged_as else [])

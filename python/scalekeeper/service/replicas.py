@@ -28,24 +28,27 @@ _EVENT_TYPES = {
 }
 
 
-def to_replicas(deployment: DeploymentView, scale: ScaleView | None) -> pb.Replicas:
-    replicas = pb.Replicas(
-        namespace=deployment.namespace,
-        name=deployment.name,
-        desired_replicas=scale.desired_replicas if scale else deployment.spec_replicas,
-        spec_replicas=deployment.spec_replicas,
-        ready_replicas=deployment.ready_replicas,
-        available_replicas=deployment.available_replicas,
-        managed=scale is not None,
-        resource_version=scale.resource_version if scale else "",
-        deployment_resource_version=deployment.resource_version,
-    )
+def fill_replicas(replicas: pb.Replicas, deployment: DeploymentView, scale: ScaleView | None) -> pb.Replicas:
+    """Write the API view of one Deployment into ``replicas`` (in place: no copy into a list reply)."""
+    replicas.namespace = deployment.namespace
+    replicas.name = deployment.name
+    replicas.desired_replicas = scale.desired_replicas if scale else deployment.spec_replicas
+    replicas.spec_replicas = deployment.spec_replicas
+    replicas.ready_replicas = deployment.ready_replicas
+    replicas.available_replicas = deployment.available_replicas
+    replicas.managed = scale is not None
+    replicas.resource_version = scale.resource_version if scale else ""
+    replicas.deployment_resource_version = deployment.resource_version
     condition = scale.condition("Ready") if scale else None
     if condition is not None:
-        replicas.condition.CopyFrom(
-            pb.Condition(status=condition.status, reason=condition.reason, message=condition.message)
-        )
+        replicas.condition.status = condition.status
+        replicas.condition.reason = condition.reason
+        replicas.condition.message = condition.message
     return replicas
+
+
+def to_replicas(deployment: DeploymentView, scale: ScaleView | None) -> pb.Replicas:
+    return fill_replicas(pb.Replicas(), deployment, scale)
 
 
 class ReplicaService:
@@ -123,11 +126,11 @@ class ReplicaService:
         after = paging.decode(request.page_token, namespace)
         self._require_ready()
         page, more = self._cache.deployments.page(namespace, after, limit)
+        response = pb.ListDeploymentsResponse(next_page_token=paging.encode(namespace, page[-1].key) if more else "")
         scales = self._cache.scales
-        return pb.ListDeploymentsResponse(
-            deployments=[to_replicas(d, scales.get(d.key)) for d in page],
-            next_page_token=paging.encode(namespace, page[-1].key) if more else "",
-        )
+        for deployment in page:
+            fill_replicas(response.deployments.add(), deployment, scales.get(deployment.key))
+        return response
 
     async def watch_replicas(
         self, caller: Identity, request: pb.WatchReplicasRequest

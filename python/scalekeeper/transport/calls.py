@@ -7,6 +7,7 @@ for bugs, the same metrics and one access-log line per call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -72,6 +73,17 @@ def names_from_peercert(peercert: Mapping[str, Any] | None) -> frozenset[str]:
     return frozenset(name for name in names if name)
 
 
+@functools.cache
+def _in_flight(transport: str) -> Any:
+    # Resolving a labelled child takes a lock and a dict look-up; the label sets are few and fixed.
+    return metrics.IN_FLIGHT.labels(transport)
+
+
+@functools.cache
+def _outcome_series(transport: str, method: str, code: str) -> tuple[Any, Any]:
+    return metrics.REQUESTS.labels(transport, method, code), metrics.REQUEST_LATENCY.labels(transport, method, code)
+
+
 class CallRecord:
     """Times one call and, when finished, counts it and writes its access-log line."""
 
@@ -81,16 +93,17 @@ class CallRecord:
         self.identity = identity
         self._start = time.perf_counter()
         self._done = False
-        metrics.IN_FLIGHT.labels(transport).inc()
+        _in_flight(transport).inc()
 
     def finish(self, code: str) -> None:
         if self._done:
             return
         self._done = True
-        metrics.IN_FLIGHT.labels(self.transport).dec()
+        _in_flight(self.transport).dec()
         elapsed = time.perf_counter() - self._start
-        metrics.REQUESTS.labels(self.transport, self.method, code).inc()
-        metrics.REQUEST_LATENCY.labels(self.transport, self.method, code).observe(elapsed)
+        requests, latency = _outcome_series(self.transport, self.method, code)
+        requests.inc()
+        latency.observe(elapsed)
         logs.log_call(self.transport, self.method, self.identity, code, elapsed * 1000)
 
     def fail(self, error: BaseException) -> Failure:

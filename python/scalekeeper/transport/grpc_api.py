@@ -18,14 +18,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from scalekeeper.service.authz import Identity
 from scalekeeper.service.replicas import ReplicaService
 from scalekeeper.tls.reloading import ReloadingCertificates, grpc_server_credentials
-from scalekeeper.transport.calls import CallRecord, names_from_grpc_auth_context
+from scalekeeper.transport.calls import CallRecord, invalid_argument, names_from_grpc_auth_context
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
 
@@ -44,6 +44,34 @@ def identity_of(context: grpc.aio.ServicerContext) -> Identity:
     return Identity(names=names_from_grpc_auth_context(context.auth_context()))
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes are not the method's protobuf message.
+
+    grpc's own deserializers raise before any servicer code runs, and grpc then
+    answers UNKNOWN and logs an error: a client mistake reported as a server
+    fault. Parsing leniently lets the servicer answer INVALID_ARGUMENT instead.
+    """
+
+    def __init__(self, message_type: type[Message]) -> None:
+        self.type_name = message_type.DESCRIPTOR.full_name
+
+
+def _lenient(message_type: type[Message]) -> Callable[[bytes], Message | _Undecodable]:
+    def parse(data: bytes) -> Message | _Undecodable:
+        try:
+            return message_type.FromString(data)
+        except DecodeError:
+            return _Undecodable(message_type)
+
+    return parse
+
+
+def _decoded(request: Req | _Undecodable) -> Req:
+    if isinstance(request, _Undecodable):
+        raise invalid_argument(f"the request is not a valid {request.type_name} message")
+    return request
+
+
 class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
     """Adapts ReplicaService to gRPC: identity in, status codes out, every call accounted."""
 
@@ -60,7 +88,7 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
         identity = identity_of(context)
         record = CallRecord(TRANSPORT, method, str(identity))
         try:
-            response = await handler(identity, request)
+            response = await handler(identity, _decoded(request))
         except asyncio.CancelledError:
             record.finish("CANCELLED")
             raise
@@ -89,9 +117,10 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
     ) -> AsyncIterator[pb.ReplicasEvent]:
         identity = identity_of(context)
         record = CallRecord(TRANSPORT, "WatchReplicas", str(identity))
-        events = self._service.watch_replicas(identity, request)
+        events: AsyncIterator[pb.ReplicasEvent] | None = None
         failure = None
         try:
+            events = self._service.watch_replicas(identity, _decoded(request))
             async for event in events:
                 yield event
         except (asyncio.CancelledError, GeneratorExit):
@@ -104,7 +133,7 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
             # The service closed the stream (shutdown): end it with OK.
             record.finish("OK")
         finally:
-            aclose = getattr(events, "aclose", None)
+            aclose = getattr(events, "aclose", None) if events is not None else None
             if aclose is not None:
                 await aclose()
         if failure is not None:
@@ -165,6 +194,27 @@ class HealthReporter:
         await self.servicer.enter_graceful_shutdown()
 
 
+def _replica_handlers(servicer: ReplicaServicer) -> grpc.GenericRpcHandler:
+    """The generated registration, but with lenient request parsing (see ``_Undecodable``)."""
+    unary = {
+        "GetReplicas": (servicer.GetReplicas, pb.GetReplicasRequest, pb.Replicas),
+        "SetReplicas": (servicer.SetReplicas, pb.SetReplicasRequest, pb.Replicas),
+        "ListDeployments": (servicer.ListDeployments, pb.ListDeploymentsRequest, pb.ListDeploymentsResponse),
+    }
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            behaviour, request_deserializer=_lenient(request), response_serializer=response.SerializeToString
+        )
+        for name, (behaviour, request, response) in unary.items()
+    }
+    handlers["WatchReplicas"] = grpc.unary_stream_rpc_method_handler(
+        servicer.WatchReplicas,
+        request_deserializer=_lenient(pb.WatchReplicasRequest),
+        response_serializer=pb.ReplicasEvent.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
 def build_server(
     service: ReplicaService,
     certificates: ReloadingCertificates,
@@ -182,7 +232,7 @@ def build_server(
             ("grpc.max_receive_message_length", 1 << 20),
         ]
     )
-    replicas_pb2_grpc.add_ReplicaServiceServicer_to_server(ReplicaServicer(service), server)
+    server.add_generic_rpc_handlers((_replica_handlers(ReplicaServicer(service)),))
     health_reporter = HealthReporter(is_ready)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
     reflection.enable_server_reflection(
