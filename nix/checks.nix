@@ -15,6 +15,9 @@ let
       (root + "/python")
       (root + "/tests")
       (root + "/helm")
+      # test_proto_generated and test_design_doc compare against these.
+      (root + "/proto")
+      (root + "/docs")
     ];
   };
 in

@@ -21,13 +21,15 @@ CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 # What the server (cache, SetReplicas) and the controller need in each watched
 # namespace: (apiGroup, resource) -> verbs. The chart must grant exactly this.
 WATCH_PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
-    ("apps", "deployments"): frozenset({"get", "list", "watch"}),
-    ("apps", "deployments/scale"): frozenset({"get", "update", "patch"}),
-    ("scalekeeper.dev", "deploymentscales"): frozenset({"get", "list", "watch", "create", "update", "patch"}),
-    ("scalekeeper.dev", "deploymentscales/status"): frozenset({"get", "update", "patch"}),
-    ("autoscaling", "horizontalpodautoscalers"): frozenset({"get", "list", "watch"}),
-    ("", "events"): frozenset({"create", "patch"}),
-    ("events.k8s.io", "events"): frozenset({"create", "patch"}),
+    # Exactly the calls the code makes: the reflectors list and watch; SetReplicas
+    # creates (POST, or an apply that creates) and patches (apply, merge patch);
+    # the controller PUTs /scale, merge-patches /status and POSTs Events.
+    ("apps", "deployments"): frozenset({"list", "watch"}),
+    ("apps", "deployments/scale"): frozenset({"update"}),
+    ("scalekeeper.dev", "deploymentscales"): frozenset({"list", "watch", "create", "patch"}),
+    ("scalekeeper.dev", "deploymentscales/status"): frozenset({"patch"}),
+    ("autoscaling", "horizontalpodautoscalers"): frozenset({"list", "watch"}),
+    ("events.k8s.io", "events"): frozenset({"create"}),
 }
 LEASE_VERBS = frozenset({"get", "create", "update"})
 
