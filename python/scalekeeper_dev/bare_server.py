@@ -34,6 +34,7 @@ from pathlib import Path  # noqa: E402
 import grpc  # noqa: E402
 
 from scalekeeper.tls.reloading import CertificateFiles, ReloadingCertificates, grpc_server_credentials  # noqa: E402
+from scalekeeper.transport.grpc_api import SERVER_OPTIONS  # noqa: E402
 from scalekeeper.v1 import replicas_pb2 as pb  # noqa: E402
 
 SERVICE = "scalekeeper.v1.ReplicaService"
@@ -81,16 +82,8 @@ class _NoOp(grpc.GenericRpcHandler):
 
 
 async def serve(address: str, files: CertificateFiles, page_size: int, ready_file: Path | None) -> None:
-    # Same server options as scalekeeper.transport.grpc_api.build_server, so only the handler differs.
-    server = grpc.aio.server(
-        options=[
-            ("grpc.keepalive_time_ms", 60_000),
-            ("grpc.keepalive_timeout_ms", 20_000),
-            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.max_receive_message_length", 1 << 20),
-        ]
-    )
+    # The same server options and TLS as scalekeeper's, so only the handler differs.
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers((_NoOp(canned_responses(page_size)),))
     port = server.add_secure_port(address, grpc_server_credentials(ReloadingCertificates(files)))
     if port == 0:

@@ -30,8 +30,8 @@ from scalekeeper_dev.controlplane import ControlPlane, free_port
 REPO = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO / "proto"
 PROTO_FILE = PROTO_ROOT / "scalekeeper" / "v1" / "replicas.proto"
-WRITER = "spiffe://scalekeeper.dev/writer"
-READER = "spiffe://scalekeeper.dev/reader"
+WRITER = pki.DEV_IDENTITIES["writer"][1]
+READER = pki.DEV_IDENTITIES["reader"][1]
 
 
 class BenchError(RuntimeError):
@@ -74,14 +74,8 @@ class Certs:
 
     @classmethod
     def create(cls, directory: Path) -> Certs:
-        directory.mkdir(parents=True, exist_ok=True)
-        ca = pki.CertificateAuthority.create("scalekeeper-bench-ca")
-        ca.write(directory / "ca.crt")
-        ca.issue_server("scalekeeper-bench").write(directory / "server.crt", directory / "server.key")
-        for role, uri in (("writer", WRITER), ("reader", READER)):
-            ca.issue_client(f"scalekeeper-{role}", uris=(uri,)).write(
-                directory / f"{role}.crt", directory / f"{role}.key"
-            )
+        """A fresh set in the layout of ``make certs`` (CA, server, writer and reader)."""
+        pki.write_dev_certs(directory, force=True)
         return cls(directory)
 
     def grpc_credentials(self, role: str = "writer") -> Any:

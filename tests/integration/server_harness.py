@@ -37,8 +37,8 @@ from scalekeeper_dev.controlplane import free_port  # noqa: E402
 from scalekeeper_dev.manifests import deployment as deployment_manifest  # noqa: E402, F401 (re-exported)
 
 REPO = Path(__file__).resolve().parents[2]
-WRITER = "spiffe://scalekeeper.dev/writer"
-READER = "spiffe://scalekeeper.dev/reader"
+WRITER = pki.DEV_IDENTITIES["writer"][1]
+READER = pki.DEV_IDENTITIES["reader"][1]
 STARTUP_TIMEOUT = 60.0
 
 
@@ -85,13 +85,11 @@ class ServerPki:
 
     @classmethod
     def create(cls, directory: Path) -> ServerPki:
-        directory.mkdir(parents=True, exist_ok=True)
-        ca = pki.CertificateAuthority.create("scalekeeper-test-ca")
-        ca.write(directory / "ca.crt")
-        ca.issue_server("scalekeeper-1").write(directory / "server.crt", directory / "server.key")
-        result = cls(directory, ca)
-        result.issue("writer", "scalekeeper-writer", uris=(WRITER,))
-        result.issue("reader", "scalekeeper-reader", uris=(READER,))
+        """The ``make certs`` layout (CA, server, writer, reader), plus clients that must be refused."""
+        pki.write_dev_certs(directory, force=True)
+        result = cls(directory, pki.CertificateAuthority.load(directory / "ca.crt", directory / "ca.key"))
+        for role in ("writer", "reader"):
+            result.clients[role] = Credential(directory / f"{role}.crt", directory / f"{role}.key")
         result.issue("stranger", "someone-else", uris=("spiffe://scalekeeper.dev/stranger",))
         result.issue(
             "expired",

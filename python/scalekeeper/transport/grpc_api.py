@@ -194,6 +194,16 @@ class HealthReporter:
         await self.servicer.enter_graceful_shutdown()
 
 
+SERVER_OPTIONS = (
+    # Reap dead clients of long watch streams; allow clients' keepalive pings.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 1 << 20),
+)
+
+
 def _replica_handlers(servicer: ReplicaServicer) -> grpc.GenericRpcHandler:
     """The generated registration, but with lenient request parsing (see ``_Undecodable``)."""
     unary = {
@@ -222,16 +232,7 @@ def build_server(
     is_ready: Callable[[], bool],
 ) -> tuple[grpc.aio.Server, HealthReporter, int]:
     """The gRPC server, bound (not started) on ``address``; returns it, its health reporter and the port."""
-    server = grpc.aio.server(
-        options=[
-            # Reap dead clients of long watch streams; allow clients' keepalive pings.
-            ("grpc.keepalive_time_ms", 60_000),
-            ("grpc.keepalive_timeout_ms", 20_000),
-            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.max_receive_message_length", 1 << 20),
-        ]
-    )
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers((_replica_handlers(ReplicaServicer(service)),))
     health_reporter = HealthReporter(is_ready)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
