@@ -114,3 +114,14 @@ def test_unknown_identity_is_denied_and_logged(caplog: pytest.LogCaptureFixture)
 def test_identity_display_prefers_uri_san() -> None:
     assert str(Identity(frozenset({"cn-name", "spiffe://td/workload"}))) == "spiffe://td/workload"
     assert str(Identity(frozenset())) == "<anonymous>"
+
+
+@pytest.mark.parametrize("version", ["1", "4711", str(2**64 - 1)])
+def test_plausible_resource_versions(version: str) -> None:
+    assert validation.resource_version(version) == version
+
+
+@pytest.mark.parametrize("version", [":", "abc", "-1", "1.5", " 1", "١٢", str(2**64), "9" * 21])
+def test_implausible_resource_versions_are_invalid_argument(version: str) -> None:
+    # The apiserver would answer these with 500; they must never reach it.
+    assert code_of(validation.resource_version, version) is Code.INVALID_ARGUMENT

@@ -100,6 +100,9 @@ class ReplicaService:
         self._authorizer.authorize(caller, Permission.WRITE, "SetReplicas")
         key = validation.namespace(request.namespace), validation.deployment_name(request.name)
         replicas = validation.replicas(request.replicas, self._max_replicas)
+        expected = request.expected_resource_version if request.HasField("expected_resource_version") else None
+        if expected:
+            validation.resource_version(expected)
         self._require_ready()
         deployment = self._deployment(key)
         hpa = self._cache.hpa_targeting(key)
@@ -109,7 +112,6 @@ class ReplicaService:
                 f"HorizontalPodAutoscaler {hpa.namespace}/{hpa.name} scales this Deployment; "
                 "change the HPA's bounds or delete it first",
             )
-        expected = request.expected_resource_version if request.HasField("expected_resource_version") else None
         scale = await self._desired_state.write(*key, replicas, expected)
         log.info(
             "desired replicas set",
