@@ -18,7 +18,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,25 +52,7 @@ def wait_until(condition: Any, what: str, timeout: float, interval: float = 0.02
 # -- certificates --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Certs:
-    directory: Path
-
-    @property
-    def ca(self) -> Path:
-        return self.directory / "ca.crt"
-
-    @property
-    def server_cert(self) -> Path:
-        return self.directory / "server.crt"
-
-    @property
-    def server_key(self) -> Path:
-        return self.directory / "server.key"
-
-    def client(self, role: str) -> tuple[Path, Path]:
-        return self.directory / f"{role}.crt", self.directory / f"{role}.key"
-
+class Certs(pki.DevCertFiles):
     @classmethod
     def create(cls, directory: Path) -> Certs:
         """A fresh set in the layout of ``make certs`` (CA, server, writer and reader)."""
@@ -82,7 +63,7 @@ class Certs:
         import grpc
 
         cert, key = self.client(role)
-        return grpc.ssl_channel_credentials(self.ca.read_bytes(), key.read_bytes(), cert.read_bytes())
+        return grpc.ssl_channel_credentials(self.ca_file.read_bytes(), key.read_bytes(), cert.read_bytes())
 
 
 # -- processes -------------------------------------------------------------------------------------
@@ -131,7 +112,7 @@ class Scalekeeper:
             f"--health-port={self.health_port}",
             f"--tls-cert={certs.server_cert}",
             f"--tls-key={certs.server_key}",
-            f"--tls-client-ca={certs.ca}",
+            f"--tls-client-ca={certs.ca_file}",
             f"--kubeconfig={kubeconfig}",
             f"--readers={READER}",
             f"--writers={WRITER}",
@@ -206,7 +187,7 @@ class BareServer:
             f"--port={self.port}",
             f"--tls-cert={certs.server_cert}",
             f"--tls-key={certs.server_key}",
-            f"--tls-client-ca={certs.ca}",
+            f"--tls-client-ca={certs.ca_file}",
             f"--ready-file={self.ready_file}",
         ]
         self.process: subprocess.Popen[bytes] | None = None

@@ -79,7 +79,7 @@ class Ghz:
             f"--proto={PROTO_FILE}",
             f"--import-paths={PROTO_ROOT}",
             f"--call={SERVICE}/{method}",
-            f"--cacert={self.certs.ca}",
+            f"--cacert={self.certs.ca_file}",
             f"--cert={cert}",
             f"--key={key}",
             f"--cpus={self.cpus}",

@@ -281,6 +281,33 @@ DEV_CERT_FILES = (
 )
 
 
+@dataclass
+class DevCertFiles:
+    """The paths of the ``write_dev_certs`` layout in one directory."""
+
+    directory: Path
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def ca_key_file(self) -> Path:
+        return self.directory / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.directory / "server.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.directory / "server.key"
+
+    def client(self, role: str) -> tuple[Path, Path]:
+        """Certificate and key of a client role (``writer``, ``reader``)."""
+        return self.directory / f"{role}.crt", self.directory / f"{role}.key"
+
+
 def write_dev_certs(directory: Path, *, server_dns_names: Sequence[str] = (), force: bool = False) -> bool:
     """Write the development CA, server and client certificates into ``directory``.
 

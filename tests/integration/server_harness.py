@@ -64,32 +64,20 @@ class Credential:
 
 
 @dataclass
-class ServerPki:
+class ServerPki(pki.DevCertFiles):
     """Files for one server: its CA, certificate and key, plus client credentials."""
 
-    directory: Path
     ca: pki.CertificateAuthority
     clients: dict[str, Credential] = field(default_factory=dict)
-
-    @property
-    def ca_file(self) -> Path:
-        return self.directory / "ca.crt"
-
-    @property
-    def server_cert(self) -> Path:
-        return self.directory / "server.crt"
-
-    @property
-    def server_key(self) -> Path:
-        return self.directory / "server.key"
 
     @classmethod
     def create(cls, directory: Path) -> ServerPki:
         """The ``make certs`` layout (CA, server, writer, reader), plus clients that must be refused."""
         pki.write_dev_certs(directory, force=True)
-        result = cls(directory, pki.CertificateAuthority.load(directory / "ca.crt", directory / "ca.key"))
+        files = pki.DevCertFiles(directory)
+        result = cls(directory, pki.CertificateAuthority.load(files.ca_file, files.ca_key_file))
         for role in ("writer", "reader"):
-            result.clients[role] = Credential(directory / f"{role}.crt", directory / f"{role}.key")
+            result.clients[role] = Credential(*files.client(role))
         result.issue("stranger", "someone-else", uris=("spiffe://scalekeeper.dev/stranger",))
         result.issue(
             "expired",
