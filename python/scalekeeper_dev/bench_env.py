@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scalekeeper_dev import pki
 from scalekeeper_dev.controlplane import ControlPlane, free_port
+from scalekeeper_dev.localserver import server_command
 
 REPO = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO / "proto"
@@ -102,17 +103,11 @@ class Scalekeeper:
         self.grpc_port, self.http_port, self.health_port = free_port(), free_port(), free_port()
         self.certs = certs
         self.log_file = log_file
-        self.argv = [
-            sys.executable,
-            "-m",
-            "scalekeeper",
-            "--bind-address=127.0.0.1",
+        self.argv = server_command(
+            certs,
             f"--grpc-port={self.grpc_port}",
             f"--http-port={self.http_port}",
             f"--health-port={self.health_port}",
-            f"--tls-cert={certs.server_cert}",
-            f"--tls-key={certs.server_key}",
-            f"--tls-client-ca={certs.ca_file}",
             f"--kubeconfig={kubeconfig}",
             f"--readers={READER}",
             f"--writers={WRITER}",
@@ -122,7 +117,7 @@ class Scalekeeper:
             "--watch-timeout-seconds=3600",
             "--watch-read-timeout-seconds=3700",
             *extra_flags,
-        ]
+        )
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 

@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from kubernetes.client.rest import ApiException
 from scalekeeper_dev import manifests, pki, toolchain
 from scalekeeper_dev.controlplane import ControlPlane, die_with_parent_preexec
 from scalekeeper_dev.crd import install_crd
+from scalekeeper_dev.localserver import server_command
 
 DEMO_NAMESPACE = "demo"
 DEMO_DEPLOYMENTS = {"web": 2, "api": 1}
@@ -112,19 +112,13 @@ def run(dev_dir: Path) -> int:
         install_crd(api)
         _demo_deployments(api)
         api.close()
-        command = [
-            sys.executable,
-            "-m",
-            "scalekeeper",
+        command = server_command(
+            pki.DevCertFiles(certs),
             f"--kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--tls-cert={certs}/server.crt",
-            f"--tls-key={certs}/server.key",
-            f"--tls-client-ca={certs}/ca.crt",
             f"--readers={pki.DEV_IDENTITIES['reader'][0]}",
             f"--writers={pki.DEV_IDENTITIES['writer'][0]}",
             "--leader-election-namespace=default",
-        ]
+        )
         # The server must not outlive this process, however it ends.
         server = subprocess.Popen(command, preexec_fn=die_with_parent_preexec(os.getpid()))  # noqa: PLW1509
         try:

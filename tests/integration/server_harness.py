@@ -34,6 +34,7 @@ import polling  # noqa: E402
 from scalekeeper.v1 import replicas_pb2_grpc  # noqa: E402
 from scalekeeper_dev import pki  # noqa: E402
 from scalekeeper_dev.controlplane import free_port  # noqa: E402
+from scalekeeper_dev.localserver import server_command  # noqa: E402
 from scalekeeper_dev.manifests import deployment as deployment_manifest  # noqa: E402, F401 (re-exported)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,19 +174,13 @@ class ServerProcess:
         self.grpc_port, self.http_port, self.health_port = free_port(), free_port(), free_port()
         self.pki = pki_files
         self.log_file = log_file
-        self.args = [
-            sys.executable,
-            "-m",
-            "scalekeeper",
-            "--bind-address=127.0.0.1",
+        self.args = server_command(
+            pki_files,
             f"--grpc-port={self.grpc_port}",
             f"--http-port={self.http_port}",
             f"--health-port={self.health_port}",
-            f"--tls-cert={pki_files.server_cert}",
-            f"--tls-key={pki_files.server_key}",
-            f"--tls-client-ca={pki_files.ca_file}",
             *flags,
-        ]
+        )
         self.process: subprocess.Popen[bytes] | None = None
         self._channels: list[grpc.Channel] = []
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 from server_harness import ServerProcess
 
-from polling import eventually
 from scalekeeper.v1 import replicas_pb2 as pb
 
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "scalekeeper.dev", "v1alpha1", "deploymentscales"
@@ -29,13 +27,6 @@ CLIENT_ERROR_CODES = frozenset(
         grpc.StatusCode.UNIMPLEMENTED,
     }
 )
-
-
-def poll(condition: Callable[[], Any], what: str, timeout: float, interval: float = 0.05) -> Any:
-    """``polling.eventually`` where an RPC error, an I/O error or a failed assertion means "not yet"."""
-    return eventually(
-        condition, what, timeout=timeout, interval=interval, retry_on=(grpc.RpcError, OSError, AssertionError)
-    )
 
 
 def readyz(server: ServerProcess) -> int:

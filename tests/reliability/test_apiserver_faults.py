@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from reliability_helpers import Kube, get, metric, poll, readyz
-from server_harness import ServerProcess
+from reliability_helpers import Kube, get, metric, readyz
+from server_harness import ServerProcess, eventually
 
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper_dev import manifests
@@ -41,13 +41,13 @@ def test_apiserver_killed_and_restarted(
     deployments(namespace, ["managed", "plain"], replicas=1)
     server = start_server(controller=True)
     stub = server.stub("writer")
-    poll(lambda: get(stub, namespace, "plain").spec_replicas == 1, "the cache to hold the Deployments", 30)
+    eventually(lambda: get(stub, namespace, "plain").spec_replicas == 1, "the cache to hold the Deployments", 30)
     stub.SetReplicas(pb.SetReplicasRequest(namespace=namespace, name="managed", replicas=2), timeout=10)
-    poll(lambda: kube.spec_replicas(namespace, "managed") == 2, "the controller to scale 'managed' to 2", 60)
+    eventually(lambda: kube.spec_replicas(namespace, "managed") == 2, "the controller to scale 'managed' to 2", 60)
 
     control_plane.stop_apiserver(kill=True)
     try:
-        poll(lambda: readyz(server) == 503, "/readyz to drop while the apiserver is down", DETECT_TIMEOUT)
+        eventually(lambda: readyz(server) == 503, "/readyz to drop while the apiserver is down", DETECT_TIMEOUT)
         assert server.returncode is None, "the server must keep running without an apiserver"
     finally:
         control_plane.start_apiserver()
@@ -57,13 +57,15 @@ def test_apiserver_killed_and_restarted(
     kube.scale(namespace, "plain", 4)
     kube.set_desired(namespace, "managed", 5)
 
-    poll(lambda: readyz(server) == 200, "/readyz to recover", RECOVER_TIMEOUT)
-    poll(lambda: get(stub, namespace, "plain").spec_replicas == 4, "the change made after the restart", 10)
+    eventually(lambda: readyz(server) == 200, "/readyz to recover", RECOVER_TIMEOUT)
+    eventually(lambda: get(stub, namespace, "plain").spec_replicas == 4, "the change made after the restart", 10)
     # Once the new value is served, the old one never comes back (no stale cache after the re-list).
     for _ in range(50):
         assert get(stub, namespace, "plain").spec_replicas == 4
-    poll(lambda: kube.spec_replicas(namespace, "managed") == 5, "the reconcile of the change made after restart", 60)
-    poll(lambda: get(stub, namespace, "managed").desired_replicas == 5, "GetReplicas to show desired 5", 10)
+    eventually(
+        lambda: kube.spec_replicas(namespace, "managed") == 5, "the reconcile of the change made after restart", 60
+    )
+    eventually(lambda: get(stub, namespace, "managed").desired_replicas == 5, "GetReplicas to show desired 5", 10)
     assert server.returncode is None
 
 
@@ -77,14 +79,14 @@ def test_frozen_apiserver_is_detected_by_the_read_timeout(
     deployments(namespace, ["frozen"], replicas=1)
     server = start_server("--watch-timeout-seconds=2", "--watch-read-timeout-seconds=4")
     stub = server.stub("reader")
-    poll(lambda: get(stub, namespace, "frozen").spec_replicas == 1, "the cache to hold the Deployment", 30)
+    eventually(lambda: get(stub, namespace, "frozen").spec_replicas == 1, "the cache to hold the Deployment", 30)
     timeouts_before = metric(server, "scalekeeper_watch_restarts_total", reason="timeout")
 
     control_plane.pause_apiserver()
     frozen_at = time.monotonic()
     try:
         # A SIGSTOPped apiserver keeps its connections open and silent: only the read timeout can tell.
-        poll(lambda: readyz(server) == 503, "/readyz to drop while the apiserver is frozen", DETECT_TIMEOUT)
+        eventually(lambda: readyz(server) == 503, "/readyz to drop while the apiserver is frozen", DETECT_TIMEOUT)
         detected_after = time.monotonic() - frozen_at
         assert metric(server, "scalekeeper_watch_restarts_total", reason="timeout") > timeouts_before
     finally:
@@ -92,9 +94,9 @@ def test_frozen_apiserver_is_detected_by_the_read_timeout(
     # 2 s watches + 4 s read timeout: detection well inside the window, not at some default minutes later.
     assert detected_after < 4 + 2 + 10, f"stuck watch detected after {detected_after:.1f}s"
 
-    poll(lambda: readyz(server) == 200, "/readyz to recover after SIGCONT", RECOVER_TIMEOUT)
+    eventually(lambda: readyz(server) == 200, "/readyz to recover after SIGCONT", RECOVER_TIMEOUT)
     kube.scale(namespace, "frozen", 3)
-    poll(lambda: get(stub, namespace, "frozen").spec_replicas == 3, "a change after recovery", 10)
+    eventually(lambda: get(stub, namespace, "frozen").spec_replicas == 3, "a change after recovery", 10)
     assert server.returncode is None
 
 
@@ -159,12 +161,12 @@ def test_compacted_history_forces_a_relist_without_missing_a_change(
 
     server = start_server("--watch-timeout-seconds=2", "--watch-read-timeout-seconds=4", kubeconfig=plane.kubeconfig)
     stub = server.stub("reader")
-    poll(lambda: get(stub, namespace, "gone").spec_replicas == 1, "the cache to hold the Deployment", 30)
+    eventually(lambda: get(stub, namespace, "gone").spec_replicas == 1, "the cache to hold the Deployment", 30)
     expired_before = metric(server, "scalekeeper_watch_restarts_total", reason="expired")
 
     server.signal(signal.SIGSTOP)
     try:
-        poll(lambda: _open_watches(plane, "deployments") == 0, "the apiserver to end the held server's watch", 30)
+        eventually(lambda: _open_watches(plane, "deployments") == 0, "the apiserver to end the held server's watch", 30)
         kube.scale(namespace, "gone", 3)  # the change the server must not miss
         for i in range(3):  # more history, so that compaction lands strictly after the server's version
             core.create_namespaced_config_map(namespace, {"metadata": {"name": f"filler-{i}"}})
@@ -173,13 +175,13 @@ def test_compacted_history_forces_a_relist_without_missing_a_change(
         server.signal(signal.SIGCONT)
         admin.close()
 
-    poll(
+    eventually(
         lambda: metric(server, "scalekeeper_watch_restarts_total", reason="expired") > expired_before,
         "scalekeeper_watch_restarts_total{reason='expired'} to rise",
         RECOVER_TIMEOUT,
     )
-    poll(lambda: get(stub, namespace, "gone").spec_replicas == 3, "the change made while the server was held", 10)
-    poll(lambda: readyz(server) == 200, "/readyz after the re-list", RECOVER_TIMEOUT)
+    eventually(lambda: get(stub, namespace, "gone").spec_replicas == 3, "the change made while the server was held", 10)
+    eventually(lambda: readyz(server) == 200, "/readyz after the re-list", RECOVER_TIMEOUT)
     assert server.returncode is None
 
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-from reliability_helpers import Kube, get, internal_errors_in_log, poll, readyz
-from server_harness import ServerProcess
+from reliability_helpers import Kube, get, internal_errors_in_log, readyz
+from server_harness import ServerProcess, eventually
 
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
@@ -51,7 +51,7 @@ async def test_fifty_writers_with_expected_versions(
     deployments(namespace, [NAME], replicas=1)
     server = start_server(controller=True)
     sync_stub = server.stub("writer")
-    poll(lambda: get(sync_stub, namespace, NAME).spec_replicas == 1, "the cache to hold the Deployment", 30)
+    eventually(lambda: get(sync_stub, namespace, NAME).spec_replicas == 1, "the cache to hold the Deployment", 30)
     sync_stub.SetReplicas(pb.SetReplicasRequest(namespace=namespace, name=NAME, replicas=1), timeout=10)
 
     accepted: list[Accepted] = []
@@ -103,8 +103,10 @@ async def test_fifty_writers_with_expected_versions(
     # resourceVersions are etcd revisions here: their order is the order of the writes (a test-only assumption).
     last = max(accepted, key=lambda a: int(a.resource_version))
     assert int(kube.scale_object(namespace, NAME)["spec"]["replicas"]) == last.replicas
-    poll(lambda: get(sync_stub, namespace, NAME).desired_replicas == last.replicas, "the cache at the last write", 10)
-    poll(lambda: kube.spec_replicas(namespace, NAME) == last.replicas, "the Deployment at the last write", 60)
+    eventually(
+        lambda: get(sync_stub, namespace, NAME).desired_replicas == last.replicas, "the cache at the last write", 10
+    )
+    eventually(lambda: kube.spec_replicas(namespace, NAME) == last.replicas, "the Deployment at the last write", 60)
 
     assert server.returncode is None
     assert readyz(server) == 200
