@@ -151,25 +151,32 @@ kind-down: ## delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
 # Secrets from the dev PKI (make certs): server TLS, and a reader client
-# certificate for `helm test` and test-upgrade. The dev server certificate
-# names "scalekeeper", hence tests.tlsServerName.
+# certificate for `helm test` and test-upgrade. Their names are handed to the
+# chart (tls.secretName, tests.clientSecret) rather than guessed from its
+# naming rules. The dev server certificate names "scalekeeper", hence
+# tests.tlsServerName.
+TLS_SECRET ?= $(RELEASE)-tls
+READER_SECRET ?= $(RELEASE)-reader-tls
+# $(call dev_secret,NAME,CERT): Secret NAME from .dev/certs/CERT.{crt,key} and the CA, applied idempotently.
+dev_secret = $$kubectl $$ctx create secret generic $(1) --dry-run=client -o yaml \
+	  --from-file=tls.crt=.dev/certs/$(2).crt --from-file=tls.key=.dev/certs/$(2).key \
+	  --from-file=ca.crt=.dev/certs/ca.crt | $$kubectl $$ctx apply -f -
+
 .PHONY: deploy
 deploy: image certs ## load the image into kind; helm upgrade --install --wait --atomic; helm test
 	$(KIND) load image-archive $(IMAGE_ARCHIVE) --name $(KIND_CLUSTER)
 	kubectl=$(KUBECTL); ctx="--context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE)"; \
 	$$kubectl --context $(KUBE_CONTEXT) create namespace $(DEPLOY_NAMESPACE) --dry-run=client -o yaml \
 	  | $$kubectl --context $(KUBE_CONTEXT) apply -f -; \
-	for pair in $(RELEASE)-tls:server $(RELEASE)-reader-tls:reader; do \
-	  $$kubectl $$ctx create secret generic $${pair%%:*} --dry-run=client -o yaml \
-	    --from-file=tls.crt=.dev/certs/$${pair##*:}.crt --from-file=tls.key=.dev/certs/$${pair##*:}.key \
-	    --from-file=ca.crt=.dev/certs/ca.crt | $$kubectl $$ctx apply -f -; \
-	done
+	$(call dev_secret,$(TLS_SECRET),server); \
+	$(call dev_secret,$(READER_SECRET),reader)
 	ref=$$(cat $(IMAGE_REF_FILE)); \
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) \
 	  --wait --atomic --timeout 10m \
 	  --set image.repository=$${ref%:*} --set image.tag=$${ref##*:} --set image.pullPolicy=Never \
 	  --set 'auth.readers={scalekeeper-reader}' --set 'auth.writers={scalekeeper-writer}' \
-	  --set tests.clientSecret=$(RELEASE)-reader-tls --set tests.tlsServerName=scalekeeper \
+	  --set tls.secretName=$(TLS_SECRET) \
+	  --set tests.clientSecret=$(READER_SECRET) --set tests.tlsServerName=scalekeeper \
 	  $(DEPLOY_HELM_ARGS)
 	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --logs
 
@@ -177,7 +184,7 @@ deploy: image certs ## load the image into kind; helm upgrade --install --wait -
 test-upgrade: deploy ## on kind: RPCs through the Service during a rolling helm upgrade; fails on any failed call
 	$(PYTHON) tests/delivery/rpc_loop.py rollout --kubectl $(KUBECTL) --helm $(HELM) \
 	  --context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --release $(RELEASE) --chart $(CHART) \
-	  --image $$(cat $(IMAGE_REF_FILE)) --client-secret $(RELEASE)-reader-tls --server-name scalekeeper
+	  --image $$(cat $(IMAGE_REF_FILE)) --client-secret $(READER_SECRET) --server-name scalekeeper
 
 .PHONY: check-nix
 check-nix: ## parse every .nix file (nix-instantiate --parse; apt-get install nix-bin); flake.lock is JSON

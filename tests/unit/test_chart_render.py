@@ -117,11 +117,13 @@ def test_namespaced_watch_gets_a_role_per_namespace_and_no_cluster_role() -> Non
     objects = render([CHART / "ci" / "namespaced-values.yaml"])
     assert not by_kind(objects, "ClusterRole")
     assert not by_kind(objects, "ClusterRoleBinding")
-    watch_roles = [role for role in by_kind(objects, "Role") if role["metadata"]["name"] == "sk-scalekeeper"]
+    # Named after the release namespace too: it lives outside it (see test_chart_options.py).
+    watch_name = "scalekeeper-sk-scalekeeper"
+    watch_roles = [role for role in by_kind(objects, "Role") if role["metadata"]["name"] == watch_name]
     assert sorted(role["metadata"]["namespace"] for role in watch_roles) == ["team-a", "team-b"]
     for role in watch_roles:
         assert granted(role["rules"]) == WATCH_PERMISSIONS
-    bindings = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == "sk-scalekeeper"]
+    bindings = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == watch_name]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     (container,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     env = _env(container)
