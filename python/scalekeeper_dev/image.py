@@ -152,7 +152,9 @@ def docker_commands(docker: str = "docker") -> Callable[[ImageRequest], list[lis
                 request.flavor.dockerfile_target,
                 "--build-arg",
                 f"SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}",
-                # Written straight to a tarball, file times clamped: same inputs, same layers.
+                # Written straight to a tarball, file times clamped: same inputs, same layers. Needs a
+                # builder that exports tarballs: Docker's containerd image store, or the docker-container
+                # driver (`docker buildx create --use`); docker says so when it is missing.
                 "--output",
                 f"type=docker,dest={request.archive},rewrite-timestamp=true",
                 "--tag",
