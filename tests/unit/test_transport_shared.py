@@ -88,14 +88,14 @@ def test_correlation_ids_differ_per_failure() -> None:
 
 
 def test_set_request_from_path_and_body() -> None:
-    request = set_request("prod", "web", {"replicas": 3, "expectedResourceVersion": "42"})
+    request = set_request("prod", "web", {"replicas": 3, "expectedDesiredVersion": "42"})
     assert (request.namespace, request.name, request.replicas) == ("prod", "web", 3)
-    assert request.HasField("expected_resource_version")
-    assert request.expected_resource_version == "42"
-    assert not set_request("prod", "web", {"replicas": 0}).HasField("expected_resource_version")
+    assert request.HasField("expected_desired_version")
+    assert request.expected_desired_version == "42"
+    assert not set_request("prod", "web", {"replicas": 0}).HasField("expected_desired_version")
     # The empty string is meaningful ("only if not managed yet") and must survive.
-    assert set_request("prod", "web", {"replicas": 1, "expectedResourceVersion": ""}).HasField(
-        "expected_resource_version"
+    assert set_request("prod", "web", {"replicas": 1, "expectedDesiredVersion": ""}).HasField(
+        "expected_desired_version"
     )
 
 
