@@ -10,9 +10,10 @@ from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.cache.projections import DeploymentView, Key, ScaleView
 from scalekeeper.cache.store import EventType
 from scalekeeper.errors import Code, ServiceError
+from scalekeeper.kube.resources import DEPLOYMENT_SCALES
 from scalekeeper.service import paging, validation
 from scalekeeper.service.authz import Authorizer, Identity, Permission
-from scalekeeper.service.desired_state import DesiredStateWriter
+from scalekeeper.service.desired_state import CRD_MISSING, DesiredStateWriter
 from scalekeeper.service.versions import DesiredVersion
 from scalekeeper.v1 import replicas_pb2 as pb
 
@@ -107,6 +108,8 @@ class ReplicaService:
             else None
         )
         self._require_ready()
+        if not self._cache.serves(DEPLOYMENT_SCALES):
+            raise ServiceError(Code.FAILED_PRECONDITION, CRD_MISSING)
         deployment = self._deployment(key)
         hpa = self._cache.hpa_targeting(key)
         if hpa is not None:
