@@ -7,6 +7,7 @@ framed. Every bad input must get a clear 4xx and change nothing.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -71,6 +72,16 @@ def test_bodies_that_are_not_a_count_change_nothing(
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
 
 
+def test_a_grpc_set_without_replicas_changes_nothing(
+    scalekeeper_server: ServerProcess, admin_api: client.ApiClient, namespace: str, managed: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        scalekeeper_server.stub("writer").SetReplicas(pb.SetReplicasRequest(namespace=namespace, name=NAME), timeout=10)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "replicas is required" in caught.value.details()
+    assert _scale_object(admin_api, namespace)["spec"]["replicas"] == 2
+
+
 # -- valid but extreme JSON, and out-of-range numbers (items 2 and 3) ---------------------------------
 
 
@@ -116,6 +127,18 @@ def test_query_parameters_out_of_range_unknown_or_repeated_are_400(
 ) -> None:
     result = scalekeeper_server.http("reader").get(f"/v1/deployments?{query}")
     assert (result.status, result.body["code"]) == (400, "INVALID_ARGUMENT"), (query, result.body)
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_a_page_token_nested_deeper_than_the_parser_goes_is_400(scalekeeper_server: ServerProcess, transport: str):
+    token = base64.urlsafe_b64encode(b"[" * 2000 + b"]" * 2000).decode()  # still within the URL length limit
+    if transport == "http":
+        result = scalekeeper_server.http("reader").get(f"/v1/deployments?page_token={token}")
+        assert (result.status, result.body["code"]) == (400, "INVALID_ARGUMENT")
+        return
+    with pytest.raises(grpc.RpcError) as caught:
+        scalekeeper_server.stub("reader").ListDeployments(pb.ListDeploymentsRequest(page_token=token), timeout=10)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_unknown_query_parameters_on_get_and_set(scalekeeper_server: ServerProcess, managed: str) -> None:

@@ -82,6 +82,8 @@ def forged(payload: object) -> str:
         forged({"v": 1, "ns": "", "after": [1, 2]}),
         forged([1, 2, 3]),
         forged("text"),
+        base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode(),  # deeper than the JSON parser's stack
+        base64.urlsafe_b64encode(b'{"v": ' + b"1" * 5000 + b"}").decode(),  # more digits than int() converts
     ],
 )
 def test_bad_page_tokens_are_invalid_argument(token: str) -> None:

@@ -101,6 +101,8 @@ class ReplicaService:
     async def set_replicas(self, caller: Identity, request: pb.SetReplicasRequest) -> pb.Replicas:
         self._authorizer.authorize(caller, Permission.WRITE, "SetReplicas")
         key = validation.namespace(request.namespace), validation.deployment_name(request.name)
+        if not request.HasField("replicas"):
+            raise ServiceError(Code.INVALID_ARGUMENT, "replicas is required (0 included: leaving it out is no 0)")
         replicas = validation.replicas(request.replicas, self._max_replicas)
         expected = (
             DesiredVersion.parse(request.expected_desired_version)
