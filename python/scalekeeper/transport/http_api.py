@@ -53,6 +53,10 @@ TRANSPORT = "http"
 WATCH_HEADER_WAIT_SECONDS = 0.05
 
 
+# The caller's identity, attached by the middleware before any handler runs.
+IDENTITY = web.RequestKey("identity", Identity)
+
+
 def to_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
@@ -77,7 +81,7 @@ class HttpApi:
         method: str,
         build: Callable[[], Awaitable[Message]],
     ) -> web.Response:
-        record = CallRecord(TRANSPORT, method, str(request["identity"]))
+        record = CallRecord(TRANSPORT, method, str(request[IDENTITY]))
         try:
             response = await build()
         except asyncio.CancelledError:
@@ -96,7 +100,7 @@ class HttpApi:
                 page_size=int32_parameter(parameters, "page_size"),
                 page_token=parameters.get("page_token", ""),
             )
-            return await self._service.list_deployments(request["identity"], message)
+            return await self._service.list_deployments(request[IDENTITY], message)
 
         return await self._call(request, "ListDeployments", build)
 
@@ -104,7 +108,7 @@ class HttpApi:
         async def build() -> Message:
             query(request, ())
             message = pb.GetReplicasRequest(namespace=request.match_info["namespace"], name=request.match_info["name"])
-            return await self._service.get_replicas(request["identity"], message)
+            return await self._service.get_replicas(request[IDENTITY], message)
 
         return await self._call(request, "GetReplicas", build)
 
@@ -113,14 +117,14 @@ class HttpApi:
             query(request, ())
             body = parse_json(await read_body(request))
             message = set_request(request.match_info["namespace"], request.match_info["name"], body)
-            return await self._service.set_replicas(request["identity"], message)
+            return await self._service.set_replicas(request[IDENTITY], message)
 
         return await self._call(request, "SetReplicas", build)
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
-        record = CallRecord(TRANSPORT, "WatchReplicas", str(request["identity"]))
+        record = CallRecord(TRANSPORT, "WatchReplicas", str(request[IDENTITY]))
         message = pb.WatchReplicasRequest(namespace=request.query.get("namespace", ""))
-        events = self._service.watch_replicas(request["identity"], message)
+        events = self._service.watch_replicas(request[IDENTITY], message)
         first: asyncio.Future[pb.ReplicasEvent] = asyncio.ensure_future(anext(events))
         response: web.StreamResponse | None = None
         try:
@@ -163,7 +167,7 @@ async def _identity_and_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Attach the caller's identity; turn routing errors and stray exceptions into JSON errors."""
-    request["identity"] = identity_of(request)
+    request[IDENTITY] = identity_of(request)
     try:
         return await handler(request)
     except web.HTTPException as error:
@@ -180,7 +184,7 @@ async def _identity_and_errors(
         raise
     except Exception as error:
         # Handlers answer their own failures; this is a bug outside them (e.g. in routing).
-        identity = str(request.get("identity", ""))
+        identity = str(request.get(IDENTITY, ""))
         return error_response(failure_for(error, transport=TRANSPORT, method=request.path, identity=identity))
 
 
