@@ -12,7 +12,7 @@ from scalekeeper.cache.projections import ScaleView
 from scalekeeper.errors import Code, ServiceError
 from scalekeeper.service import paging, validation
 from scalekeeper.service.authz import Authorizer, Identity, Permission
-from scalekeeper.service.versions import NOT_MANAGED, DesiredVersion
+from scalekeeper.service.versions import NOT_MANAGED, DesiredVersion, desired_version
 
 
 def code_of(call: object, *args: object, **kwargs: object) -> Code:
@@ -129,7 +129,8 @@ def test_desired_version_round_trips_and_ignores_resource_version() -> None:
         }
     )
     version = str(DesiredVersion.of(scale))
-    assert version == "0b5e-9a/4"
+    assert version == "0b5e-9a/4" == desired_version(scale)
+    assert desired_version(None) == ""
     assert DesiredVersion.parse(version) == DesiredVersion.of(scale)
     # A status write changes the resourceVersion, not the version callers hold.
     assert DesiredVersion.of(dataclasses.replace(scale, resource_version="78")) == DesiredVersion.of(scale)

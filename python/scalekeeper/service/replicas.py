@@ -14,7 +14,7 @@ from scalekeeper.kube.resources import DEPLOYMENT_SCALES
 from scalekeeper.service import paging, validation
 from scalekeeper.service.authz import Authorizer, Identity, Permission
 from scalekeeper.service.desired_state import CRD_MISSING, DesiredStateWriter
-from scalekeeper.service.versions import DesiredVersion
+from scalekeeper.service.versions import DesiredVersion, desired_version
 from scalekeeper.v1 import replicas_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def fill_replicas(replicas: pb.Replicas, deployment: DeploymentView, scale: Scal
     replicas.ready_replicas = deployment.ready_replicas
     replicas.available_replicas = deployment.available_replicas
     replicas.managed = scale is not None
-    replicas.desired_version = str(DesiredVersion.of(scale))
+    replicas.desired_version = desired_version(scale)
     replicas.deployment_resource_version = deployment.resource_version
     condition = scale.condition("Ready") if scale else None
     if condition is not None:
@@ -102,7 +102,7 @@ class ReplicaService:
         self._authorizer.authorize(caller, Permission.WRITE, "SetReplicas")
         key = validation.namespace(request.namespace), validation.deployment_name(request.name)
         if not request.HasField("replicas"):
-            raise ServiceError(Code.INVALID_ARGUMENT, "replicas is required (0 included: leaving it out is no 0)")
+            raise ServiceError(Code.INVALID_ARGUMENT, "replicas is required; to scale to zero, send 0 explicitly")
         replicas = validation.replicas(request.replicas, self._max_replicas)
         expected = (
             DesiredVersion.parse(request.expected_desired_version)
