@@ -22,6 +22,11 @@ Fixtures:
     every server it started is stopped at the end of the test.
 ``deployments``
     factory ``deployments(namespace, names, replicas=1)`` creating Deployments as admin.
+``cluster``
+    :class:`controller_harness.Cluster`: admin-side helpers in a fresh namespace, CRD installed.
+``start_controller``
+    async factory ``start_controller(elector_identity=None, lease=None, fights=None)``: an in-process
+    controller (own client and cache) on the test's event loop -> ``(controller, instrumented, cache)``.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ from scalekeeper.tls import policy
 
 policy.pin_grpc_cipher_suites()
 
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
+from controller_harness import Cluster, Factory, controller_factory  # noqa: E402
 from server_harness import (  # noqa: E402
     ServerPki,
     ServerProcess,
@@ -92,3 +98,14 @@ def deployments(admin_api: ApiClient) -> Callable[..., list[str]]:
         return list(names)
 
     return create
+
+
+@pytest.fixture
+def cluster(admin_api: ApiClient, namespace: str, scalekeeper_crd: str) -> Cluster:
+    return Cluster(admin_api, namespace)
+
+
+@pytest.fixture
+async def start_controller(test_cluster: TestCluster, namespace: str, scalekeeper_crd: str) -> AsyncIterator[Factory]:
+    async with controller_factory(test_cluster.admin_kubeconfig, namespace) as start:
+        yield start
