@@ -82,6 +82,7 @@ class ScaleView:
 
     namespace: str
     name: str
+    uid: str
     resource_version: str
     generation: int
     desired_replicas: int
@@ -103,6 +104,7 @@ class ScaleView:
         return cls(
             namespace=metadata["namespace"],
             name=metadata["name"],
+            uid=metadata.get("uid", ""),
             resource_version=metadata.get("resourceVersion", ""),
             generation=int(metadata.get("generation", 0)),
             desired_replicas=int(spec.get("replicas", 0)),

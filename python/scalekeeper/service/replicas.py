@@ -13,6 +13,7 @@ from scalekeeper.errors import Code, ServiceError
 from scalekeeper.service import paging, validation
 from scalekeeper.service.authz import Authorizer, Identity, Permission
 from scalekeeper.service.desired_state import DesiredStateWriter
+from scalekeeper.service.versions import DesiredVersion
 from scalekeeper.v1 import replicas_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def fill_replicas(replicas: pb.Replicas, deployment: DeploymentView, scale: Scal
     replicas.ready_replicas = deployment.ready_replicas
     replicas.available_replicas = deployment.available_replicas
     replicas.managed = scale is not None
-    replicas.resource_version = scale.resource_version if scale else ""
+    replicas.desired_version = str(DesiredVersion.of(scale))
     replicas.deployment_resource_version = deployment.resource_version
     condition = scale.condition("Ready") if scale else None
     if condition is not None:
@@ -100,9 +101,11 @@ class ReplicaService:
         self._authorizer.authorize(caller, Permission.WRITE, "SetReplicas")
         key = validation.namespace(request.namespace), validation.deployment_name(request.name)
         replicas = validation.replicas(request.replicas, self._max_replicas)
-        expected = request.expected_resource_version if request.HasField("expected_resource_version") else None
-        if expected:
-            validation.resource_version(expected)
+        expected = (
+            DesiredVersion.parse(request.expected_desired_version)
+            if request.HasField("expected_desired_version")
+            else None
+        )
         self._require_ready()
         deployment = self._deployment(key)
         hpa = self._cache.hpa_targeting(key)
@@ -112,7 +115,7 @@ class ReplicaService:
                 f"HorizontalPodAutoscaler {hpa.namespace}/{hpa.name} scales this Deployment; "
                 "change the HPA's bounds or delete it first",
             )
-        scale = await self._desired_state.write(*key, replicas, expected)
+        scale = await self._desired_state.write(*key, replicas, expected, self._cache.scales.get(key))
         log.info(
             "desired replicas set",
             extra={"identity": str(caller), "namespace": key[0], "deployment": key[1], "replicas": replicas},

@@ -4,7 +4,7 @@ Routes (JSON is protobuf's canonical JSON mapping, camelCase):
   GET /v1/deployments?namespace=&page_size=&page_token=          ListDeployments
   GET /v1/namespaces/{namespace}/deployments/{name}/replicas     GetReplicas
   PUT /v1/namespaces/{namespace}/deployments/{name}/replicas     SetReplicas
-      body {"replicas": N, "expectedResourceVersion": "..."}
+      body {"replicas": N, "expectedDesiredVersion": "..."}
   GET /v1/watch/deployments?namespace=                           WatchReplicas,
       newline-delimited JSON events; an error after the stream started is sent
       as a last line {"error": {"code": ..., "message": ...}}.
@@ -27,11 +27,13 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from scalekeeper.errors import Code, ServiceError
+from scalekeeper.errors import Code
 from scalekeeper.service.authz import Identity
 from scalekeeper.service.replicas import ReplicaService
 from scalekeeper.tls.reloading import ReloadingCertificates, ReloadingSSLContext
-from scalekeeper.transport.calls import CallRecord, Failure, invalid_argument, names_from_peercert
+from scalekeeper.transport.accounting import CallRecord
+from scalekeeper.transport.failures import Failure, failure_for, invalid_argument
+from scalekeeper.transport.identity import names_from_peercert
 from scalekeeper.v1 import replicas_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,7 @@ MAX_BODY_BYTES = 64 * 1024
 # stream before sending headers: refusals (403, 400, 503) happen synchronously,
 # so one loop turn is enough; an accepted stream may stay silent for long.
 WATCH_HEADER_WAIT_SECONDS = 0.05
-_SET_FIELDS = {"replicas", "expectedResourceVersion", "expected_resource_version"}
-
-SERVICE_KEY: web.AppKey[ReplicaService] = web.AppKey("service", ReplicaService)
+_SET_FIELDS = {"replicas", "expectedDesiredVersion", "expected_desired_version"}
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def to_json(message: Message) -> dict[str, Any]:
 
 
 def error_response(failure: Failure) -> web.Response:
-    return web.json_response({"code": failure.code, "message": failure.message}, status=failure.http_status)
+    return web.json_response({"code": failure.code.name, "message": failure.message}, status=failure.http_status)
 
 
 def identity_of(request: web.Request) -> Identity:
@@ -89,7 +89,7 @@ def set_request(namespace: str, name: str, body: Any) -> pb.SetReplicasRequest:
         raise invalid_argument('the body must be a JSON object like {"replicas": 3}')
     unknown = sorted(set(body) - _SET_FIELDS)
     if unknown:
-        raise invalid_argument(f"unknown field(s) {', '.join(unknown)}; expected replicas, expectedResourceVersion")
+        raise invalid_argument(f"unknown field(s) {', '.join(unknown)}; expected replicas, expectedDesiredVersion")
     if "replicas" not in body:
         raise invalid_argument("replicas is required")
     if isinstance(body["replicas"], bool | float):
@@ -177,7 +177,7 @@ class HttpApi:
             if response is None:
                 return error_response(failure)
             with contextlib.suppress(ConnectionResetError):
-                await response.write(_line({"error": {"code": failure.code, "message": failure.message}}))
+                await response.write(_line({"error": {"code": failure.code.name, "message": failure.message}}))
         finally:
             if not first.done():
                 first.cancel()
@@ -204,24 +204,22 @@ async def _identity_and_errors(
         if error.status < 400:
             raise
         # 404 for unknown paths, 405 for wrong methods: same JSON shape as API errors.
-        code = Code.NOT_FOUND.value[0] if error.status == 404 else Code.INVALID_ARGUMENT.value[0]
+        code = Code.NOT_FOUND.name if error.status == 404 else Code.INVALID_ARGUMENT.name
         return web.json_response(
             {"code": code, "message": f"{request.method} {request.path}: {error.reason}"},
             status=error.status,
             headers={k: v for k, v in error.headers.items() if k == "Allow"},
         )
-    except ServiceError as error:
-        return web.json_response({"code": error.code.value[0], "message": error.message}, status=error.code.http_status)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:
-        log.exception("unexpected error in HTTP handler", extra={"path": request.path})
-        return web.json_response({"code": "UNAVAILABLE", "message": "internal error, retry"}, status=503)
+    except Exception as error:
+        # Handlers answer their own failures; this is a bug outside them (e.g. in routing).
+        identity = str(request.get("identity", ""))
+        return error_response(failure_for(error, transport=TRANSPORT, method=request.path, identity=identity))
 
 
 def build_app(service: ReplicaService) -> web.Application:
     app = web.Application(middlewares=[_identity_and_errors], client_max_size=MAX_BODY_BYTES)
-    app[SERVICE_KEY] = service
     api = HttpApi(service)
     app.router.add_get("/v1/deployments", api.list_deployments, allow_head=False)
     app.router.add_get("/v1/namespaces/{namespace}/deployments/{name}/replicas", api.get_replicas, allow_head=False)
