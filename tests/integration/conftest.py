@@ -24,6 +24,9 @@ Fixtures:
     factory ``deployments(namespace, names, replicas=1)`` creating Deployments as admin.
 ``cluster``
     :class:`controller_harness.Cluster`: admin-side helpers in a fresh namespace, CRD installed.
+``transport``, ``api_for``, ``writer``, ``reader``
+    parametrized over gRPC and HTTP: ``api_for(role)`` is a :class:`transport_clients.Api` for
+    ``scalekeeper_server`` with that client certificate; ``writer`` and ``reader`` are the two roles'.
 ``start_controller``
     async factory ``start_controller(elector_identity=None, lease=None, fights=None)``: an in-process
     controller (own client and cache) on the test's event loop -> ``(controller, instrumented, cache)``.
@@ -49,6 +52,7 @@ from server_harness import (  # noqa: E402
     deployment_manifest,
     server_factory,
 )
+from transport_clients import TRANSPORTS, Api  # noqa: E402
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -109,3 +113,23 @@ def cluster(admin_api: ApiClient, namespace: str, scalekeeper_crd: str) -> Clust
 async def start_controller(test_cluster: TestCluster, namespace: str, scalekeeper_crd: str) -> AsyncIterator[Factory]:
     async with controller_factory(test_cluster.admin_kubeconfig, namespace) as start:
         yield start
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def api_for(scalekeeper_server: ServerProcess, transport: str) -> Callable[[str], Api]:
+    return lambda role: TRANSPORTS[transport](scalekeeper_server, role)
+
+
+@pytest.fixture
+def writer(api_for: Callable[[str], Api]) -> Api:
+    return api_for("writer")
+
+
+@pytest.fixture
+def reader(api_for: Callable[[str], Api]) -> Api:
+    return api_for("reader")

@@ -103,7 +103,7 @@ def test_set_replicas_writes_carry_the_scalekeeper_field_manager(
     def set_replicas(name: str, replicas: int, expected: str | None = None) -> pb.Replicas:
         request = pb.SetReplicasRequest(namespace=namespace, name=name, replicas=replicas)
         if expected is not None:
-            request.expected_resource_version = expected
+            request.expected_desired_version = expected
         return stub.SetReplicas(request, timeout=15)
 
     for name in ("created", "applied", "patched"):
@@ -117,7 +117,7 @@ def test_set_replicas_writes_carry_the_scalekeeper_field_manager(
     assert replicas_owners(dscale("applied")) == {("scalekeeper", "")}
 
     first = set_replicas("patched", 2, expected="")
-    set_replicas("patched", 5, expected=first.resource_version)  # conditional
+    set_replicas("patched", 5, expected=first.desired_version)  # conditional
     stored = dscale("patched")
     assert stored["spec"]["replicas"] == 5
     assert managers(stored) == {("scalekeeper", "")}

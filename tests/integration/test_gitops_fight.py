@@ -9,6 +9,7 @@ own thread, as Argo CD's selfHeal does, whenever the live count differs from git
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -52,7 +53,7 @@ class GitOpsTool:
         except ApiException as error:
             if error.status != 409:
                 raise
-            self.conflicts.append(str(error.body))
+            self.conflicts.append(json.loads(error.body)["message"])
         self.applies += 1
 
     def start(self) -> None:
@@ -114,7 +115,7 @@ async def test_a_forced_self_healing_tool_is_a_fight_that_is_reported_and_backed
     assert fights_metric() == before + 1
     assert "DriftReverted" in cluster.event_reasons("web")
 
-    # Backed off: the tool heals every 0.1 s, the controller's reverts come ever further apart.
+    # Backed off: the tool heals within 0.1 s of each revert; the controller's reverts come ever further apart.
     await eventually_async(
         lambda: len([t for t in kube.accepted_at("/deployments/web/scale") if t >= detected_at]) >= 4,
         "three reverts after the fight was detected",
@@ -122,7 +123,6 @@ async def test_a_forced_self_healing_tool_is_a_fight_that_is_reported_and_backed
     reverts = [t for t in kube.accepted_at("/deployments/web/scale") if t >= detected_at][:4]
     gaps = [later - earlier for earlier, later in itertools.pairwise(reverts)]
     assert all(gap >= delay - 0.05 for gap, delay in zip(gaps, (1.0, 2.0, 4.0), strict=True)), gaps
-    assert tool.applies > 2 * len(kube.accepted_at("/deployments/web/scale"))
 
     # Git is fixed: the manifest no longer carries replicas. The fight ends after a quiet window.
     tool.stop()

@@ -193,7 +193,9 @@ def test_conditional_writes_chain_across_the_controllers_status_writes(
     first = set_to(2, unmanaged.desired_version)
     # The controller's status write lands after the Set: the object's resourceVersion moves on...
     written_at = stored()["metadata"]["resourceVersion"]
-    eventually(lambda: stored()["status"].get("observedGeneration") == stored()["metadata"]["generation"], "status")
+    eventually(
+        lambda: stored().get("status", {}).get("observedGeneration") == stored()["metadata"]["generation"], "status"
+    )
     assert stored()["metadata"]["resourceVersion"] != written_at
     # ...but the version the caller holds does not: Get -> Set -> Set chains without a spurious ABORTED.
     second = set_to(3, first.desired_version)

@@ -90,6 +90,10 @@ class ScaleView:
     status_replicas: int
     status_ready_replicas: int
     conditions: tuple[ConditionView, ...]
+    # Who declared spec.replicas on the object itself (an applier such as a GitOps
+    # tool, or an editor); writes through /scale are left out. SetReplicas refuses
+    # to override them unless told to take over.
+    replicas_managers: tuple[str, ...] = ()
 
     @property
     def key(self) -> Key:
@@ -121,6 +125,7 @@ class ScaleView:
                 )
                 for c in status.get("conditions") or ()
             ),
+            replicas_managers=replicas_managers(metadata, subresources=False),
         )
 
 

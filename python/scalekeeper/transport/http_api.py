@@ -4,7 +4,7 @@ Routes (JSON is protobuf's canonical JSON mapping, camelCase):
   GET /v1/deployments?namespace=&page_size=&page_token=          ListDeployments
   GET /v1/namespaces/{namespace}/deployments/{name}/replicas     GetReplicas
   PUT /v1/namespaces/{namespace}/deployments/{name}/replicas     SetReplicas
-      body {"replicas": N, "expectedDesiredVersion": "..."}
+      body {"replicas": N, "expectedDesiredVersion": "...", "takeOwnership": true}
   GET /v1/watch/deployments?namespace=                           WatchReplicas,
       newline-delimited JSON events; an error after the stream started is sent
       as a last line {"error": {"code": ..., "message": ...}}.
@@ -44,7 +44,13 @@ MAX_BODY_BYTES = 64 * 1024
 # stream before sending headers: refusals (403, 400, 503) happen synchronously,
 # so one loop turn is enough; an accepted stream may stay silent for long.
 WATCH_HEADER_WAIT_SECONDS = 0.05
-_SET_FIELDS = {"replicas", "expectedDesiredVersion", "expected_desired_version"}
+_SET_FIELDS = {
+    "replicas",
+    "expectedDesiredVersion",
+    "expected_desired_version",
+    "takeOwnership",
+    "take_ownership",
+}
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -89,7 +95,9 @@ def set_request(namespace: str, name: str, body: Any) -> pb.SetReplicasRequest:
         raise invalid_argument('the body must be a JSON object like {"replicas": 3}')
     unknown = sorted(set(body) - _SET_FIELDS)
     if unknown:
-        raise invalid_argument(f"unknown field(s) {', '.join(unknown)}; expected replicas, expectedDesiredVersion")
+        raise invalid_argument(
+            f"unknown field(s) {', '.join(unknown)}; expected replicas, expectedDesiredVersion, takeOwnership"
+        )
     if "replicas" not in body:
         raise invalid_argument("replicas is required")
     if isinstance(body["replicas"], bool | float):
