@@ -101,6 +101,25 @@ class FightTracker(Generic[K]):
         self._streaks.clear()
         return fights
 
+    def condition_message(self, fight: Streak) -> str:
+        """The Ready condition's message while fighting: who, and what ends it."""
+        policy = self.policy
+        return (
+            f"field manager {fight.manager!r} keeps changing the Deployment's spec.replicas "
+            f"({policy.threshold} or more reverts, each within {policy.window:.0f}s of the last): "
+            "remove replicas from the Deployment's manifest in git (or make that tool ignore it); "
+            f"until then scalekeeper reverts with backoff, at most every {policy.max_delay:.0f}s"
+        )
+
+    def event_note(self, manager: str) -> str:
+        """The Warning Event's note when a fight begins."""
+        policy = self.policy
+        return (
+            f"field manager {manager!r} set the Deployment's spec.replicas back {policy.threshold} times in a row; "
+            "remove replicas from the Deployment's manifest in git (or make that tool ignore it). "
+            f"scalekeeper now reverts with backoff, from {policy.base_delay:.0f}s up to {policy.max_delay:.0f}s"
+        )
+
     def _continues(self, streak: Streak, manager: str) -> bool:
         """Whether a revert of ``manager``'s change now extends ``streak``."""
         return streak.manager == manager and self._clock() - streak.last_revert <= self.policy.window

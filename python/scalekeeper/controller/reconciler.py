@@ -145,27 +145,16 @@ class Reconciler:
     def _observed(self, scale: ScaleView, deployment: DeploymentView, replicas: int) -> st.Observed:
         fight = self._fights.fight(scale.key)
         if fight is None:
-            return st.Observed(
-                observed_generation=scale.generation,
-                replicas=replicas,
-                ready_replicas=deployment.ready_replicas,
-                ready=True,
-                reason=st.Reason.SCALED,
-                message=f"Deployment spec.replicas is {replicas}",
-            )
-        policy = self._fights.policy
+            reason, message = st.Reason.SCALED, f"Deployment spec.replicas is {replicas}"
+        else:
+            reason, message = st.Reason.CONFLICT_WITH_FIELD_MANAGER, self._fights.condition_message(fight)
         return st.Observed(
             observed_generation=scale.generation,
             replicas=replicas,
             ready_replicas=deployment.ready_replicas,
-            ready=False,
-            reason=st.Reason.CONFLICT_WITH_FIELD_MANAGER,
-            message=(
-                f"field manager {fight.manager!r} keeps changing the Deployment's spec.replicas "
-                f"({policy.threshold} or more reverts, each within {policy.window:.0f}s of the last): "
-                "remove replicas from the Deployment's manifest in git (or make that tool ignore it); "
-                f"until then scalekeeper reverts with backoff, at most every {policy.max_delay:.0f}s"
-            ),
+            ready=fight is None,
+            reason=reason,
+            message=message,
         )
 
     def _end_fight(self, key: Key) -> None:
@@ -227,15 +216,13 @@ class Reconciler:
 
     async def _fight_started(self, scale: ScaleView, manager: str) -> None:
         metrics.REPLICA_FIGHTS.inc()
-        policy = self._fights.policy
-        note = (
-            f"field manager {manager!r} set the Deployment's spec.replicas back {policy.threshold} times in a row; "
-            "remove replicas from the Deployment's manifest in git (or make that tool ignore it). "
-            f"scalekeeper now reverts with backoff, from {policy.base_delay:.0f}s up to {policy.max_delay:.0f}s"
-        )
         log.warning("fight detected", extra={"dscale": f"{scale.namespace}/{scale.name}", "manager": manager})
         await self._events.record(
-            scale, reason=EventReason.CONFLICT_WITH_FIELD_MANAGER, action="Scale", note=note, warning=True
+            scale,
+            reason=EventReason.CONFLICT_WITH_FIELD_MANAGER,
+            action="Scale",
+            note=self._fights.event_note(manager),
+            warning=True,
         )
 
     async def _report_failure(self, scale: ScaleView, deployment: DeploymentView, error: KubeApiError) -> None:
