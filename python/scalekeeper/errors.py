@@ -18,6 +18,9 @@ class Code(enum.Enum):
     INVALID_ARGUMENT = (3, 400)
     NOT_FOUND = (5, 404)
     PERMISSION_DENIED = (7, 403)
+    # A request body over the HTTP limit (gRPC's own limit gives the same code). grpc-gateway says 429, which
+    # means "slow down"; nothing here is rate-limited, and 413 is HTTP's status for exactly this.
+    RESOURCE_EXHAUSTED = (8, 413)
     FAILED_PRECONDITION = (9, 400)
     ABORTED = (10, 409)
     INTERNAL = (13, 500)

@@ -12,7 +12,7 @@ from scalekeeper.cache.projections import ScaleView
 from scalekeeper.errors import Code, ServiceError
 from scalekeeper.service import paging, validation
 from scalekeeper.service.authz import Authorizer, Identity, Permission
-from scalekeeper.service.versions import NOT_MANAGED, DesiredVersion
+from scalekeeper.service.versions import NOT_MANAGED, DesiredVersion, desired_version
 
 
 def code_of(call: object, *args: object, **kwargs: object) -> Code:
@@ -82,6 +82,8 @@ def forged(payload: object) -> str:
         forged({"v": 1, "ns": "", "after": [1, 2]}),
         forged([1, 2, 3]),
         forged("text"),
+        base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode(),  # deeper than the JSON parser's stack
+        base64.urlsafe_b64encode(b'{"v": ' + b"1" * 5000 + b"}").decode(),  # more digits than int() converts
     ],
 )
 def test_bad_page_tokens_are_invalid_argument(token: str) -> None:
@@ -127,7 +129,8 @@ def test_desired_version_round_trips_and_ignores_resource_version() -> None:
         }
     )
     version = str(DesiredVersion.of(scale))
-    assert version == "0b5e-9a/4"
+    assert version == "0b5e-9a/4" == desired_version(scale)
+    assert desired_version(None) == ""
     assert DesiredVersion.parse(version) == DesiredVersion.of(scale)
     # A status write changes the resourceVersion, not the version callers hold.
     assert DesiredVersion.of(dataclasses.replace(scale, resource_version="78")) == DesiredVersion.of(scale)

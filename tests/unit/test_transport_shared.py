@@ -1,4 +1,4 @@
-"""Identity extraction, failure answers and request parsing shared by the two API transports."""
+"""Identity extraction, failure answers and access logging shared by the two API transports."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from scalekeeper import logs
 from scalekeeper.errors import Code, ServiceError
 from scalekeeper.transport.failures import failure_for
-from scalekeeper.transport.http_api import set_request
 from scalekeeper.transport.identity import names_from_grpc_auth_context, names_from_peercert
 
 
@@ -85,38 +84,6 @@ def test_unexpected_errors_are_internal_with_a_logged_correlation_id(caplog: pyt
 
 def test_correlation_ids_differ_per_failure() -> None:
     assert _failure(RuntimeError()).message != _failure(RuntimeError()).message
-
-
-def test_set_request_from_path_and_body() -> None:
-    request = set_request("prod", "web", {"replicas": 3, "expectedDesiredVersion": "42"})
-    assert (request.namespace, request.name, request.replicas) == ("prod", "web", 3)
-    assert request.HasField("expected_desired_version")
-    assert request.expected_desired_version == "42"
-    assert not set_request("prod", "web", {"replicas": 0}).HasField("expected_desired_version")
-    # The empty string is meaningful ("only if not managed yet") and must survive.
-    assert set_request("prod", "web", {"replicas": 1, "expectedDesiredVersion": ""}).HasField(
-        "expected_desired_version"
-    )
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        [1],
-        "3",
-        {},
-        {"replicas": "3x"},
-        {"replicas": 2.5},
-        {"replicas": True},
-        {"replicas": 2**31},
-        {"replicas": 1, "namespace": "other"},
-        {"replicas": 1, "bogus": 1},
-    ],
-)
-def test_set_request_rejects_bad_bodies(body: object) -> None:
-    with pytest.raises(ServiceError) as caught:
-        set_request("prod", "web", body)
-    assert caught.value.code is Code.INVALID_ARGUMENT
 
 
 def test_json_log_lines_carry_extra_fields(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,10 +10,11 @@ from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.cache.projections import DeploymentView, Key, ScaleView
 from scalekeeper.cache.store import EventType
 from scalekeeper.errors import Code, ServiceError
+from scalekeeper.kube.resources import DEPLOYMENT_SCALES
 from scalekeeper.service import paging, validation
 from scalekeeper.service.authz import Authorizer, Identity, Permission
-from scalekeeper.service.desired_state import DesiredStateWriter
-from scalekeeper.service.versions import DesiredVersion
+from scalekeeper.service.desired_state import CRD_MISSING, DesiredStateWriter
+from scalekeeper.service.versions import DesiredVersion, desired_version
 from scalekeeper.v1 import replicas_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def fill_replicas(replicas: pb.Replicas, deployment: DeploymentView, scale: Scal
     replicas.ready_replicas = deployment.ready_replicas
     replicas.available_replicas = deployment.available_replicas
     replicas.managed = scale is not None
-    replicas.desired_version = str(DesiredVersion.of(scale))
+    replicas.desired_version = desired_version(scale)
     replicas.deployment_resource_version = deployment.resource_version
     condition = scale.condition("Ready") if scale else None
     if condition is not None:
@@ -100,6 +101,8 @@ class ReplicaService:
     async def set_replicas(self, caller: Identity, request: pb.SetReplicasRequest) -> pb.Replicas:
         self._authorizer.authorize(caller, Permission.WRITE, "SetReplicas")
         key = validation.namespace(request.namespace), validation.deployment_name(request.name)
+        if not request.HasField("replicas"):
+            raise ServiceError(Code.INVALID_ARGUMENT, "replicas is required; to scale to zero, send 0 explicitly")
         replicas = validation.replicas(request.replicas, self._max_replicas)
         expected = (
             DesiredVersion.parse(request.expected_desired_version)
@@ -107,6 +110,8 @@ class ReplicaService:
             else None
         )
         self._require_ready()
+        if not self._cache.serves(DEPLOYMENT_SCALES):
+            raise ServiceError(Code.FAILED_PRECONDITION, CRD_MISSING)
         deployment = self._deployment(key)
         hpa = self._cache.hpa_targeting(key)
         if hpa is not None:

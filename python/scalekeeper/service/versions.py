@@ -55,3 +55,8 @@ class DesiredVersion:
 
 
 NOT_MANAGED = DesiredVersion("", 0)
+
+
+def desired_version(scale: ScaleView | None) -> str:
+    """``str(DesiredVersion.of(scale))`` without the object: list replies build one per Deployment."""
+    return f"{scale.uid}/{scale.generation}" if scale is not None else ""

@@ -32,25 +32,29 @@ from scalekeeper.service.authz import Identity
 from scalekeeper.service.replicas import ReplicaService
 from scalekeeper.tls.reloading import ReloadingCertificates, ReloadingSSLContext
 from scalekeeper.transport.accounting import CallRecord
-from scalekeeper.transport.failures import Failure, failure_for, invalid_argument
+from scalekeeper.transport.failures import Failure, failure_for
+from scalekeeper.transport.http_requests import (
+    MAX_BODY_BYTES,
+    int32_parameter,
+    parse_json,
+    query,
+    read_body,
+    set_request,
+)
 from scalekeeper.transport.identity import names_from_peercert
 from scalekeeper.v1 import replicas_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 TRANSPORT = "http"
-MAX_BODY_BYTES = 64 * 1024
 # How long the watch handler waits for the service to accept or refuse the
 # stream before sending headers: refusals (403, 400, 503) happen synchronously,
 # so one loop turn is enough; an accepted stream may stay silent for long.
 WATCH_HEADER_WAIT_SECONDS = 0.05
-_SET_FIELDS = {
-    "replicas",
-    "expectedDesiredVersion",
-    "expected_desired_version",
-    "takeOwnership",
-    "take_ownership",
-}
+
+
+# The caller's identity, attached by the middleware before any handler runs.
+IDENTITY = web.RequestKey("identity", Identity)
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -67,51 +71,6 @@ def identity_of(request: web.Request) -> Identity:
     return Identity(names=names_from_peercert(peercert))
 
 
-def _int_query(request: web.Request, name: str) -> int:
-    raw = request.query.get(name, "")
-    if raw == "":
-        return 0
-    try:
-        return int(raw)
-    except ValueError:
-        raise invalid_argument(f"{name} must be an integer, got {raw[:40]!r}") from None
-
-
-async def _json_body(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise invalid_argument(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise invalid_argument(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise invalid_argument(f"the body is not JSON: {error}") from None
-
-
-def set_request(namespace: str, name: str, body: Any) -> pb.SetReplicasRequest:
-    """Build SetReplicasRequest from the path and a body; the path names the Deployment."""
-    if not isinstance(body, dict):
-        raise invalid_argument('the body must be a JSON object like {"replicas": 3}')
-    unknown = sorted(set(body) - _SET_FIELDS)
-    if unknown:
-        raise invalid_argument(
-            f"unknown field(s) {', '.join(unknown)}; expected replicas, expectedDesiredVersion, takeOwnership"
-        )
-    if "replicas" not in body:
-        raise invalid_argument("replicas is required")
-    if isinstance(body["replicas"], bool | float):
-        # json_format accepts 3.0 and true would be rejected anyway; say exactly what is wrong.
-        raise invalid_argument("replicas must be an integer")
-    request = pb.SetReplicasRequest(namespace=namespace, name=name)
-    try:
-        json_format.ParseDict(body, request)
-    except json_format.ParseError as error:
-        # Covers out-of-int32 numbers and wrong types.
-        raise invalid_argument(f"invalid body: {error}") from None
-    return request
-
-
 class HttpApi:
     def __init__(self, service: ReplicaService) -> None:
         self._service = service
@@ -122,7 +81,7 @@ class HttpApi:
         method: str,
         build: Callable[[], Awaitable[Message]],
     ) -> web.Response:
-        record = CallRecord(TRANSPORT, method, str(request["identity"]))
+        record = CallRecord(TRANSPORT, method, str(request[IDENTITY]))
         try:
             response = await build()
         except asyncio.CancelledError:
@@ -135,34 +94,37 @@ class HttpApi:
 
     async def list_deployments(self, request: web.Request) -> web.Response:
         async def build() -> Message:
+            parameters = query(request, ("namespace", "page_size", "page_token"))
             message = pb.ListDeploymentsRequest(
-                namespace=request.query.get("namespace", ""),
-                page_size=_int_query(request, "page_size"),
-                page_token=request.query.get("page_token", ""),
+                namespace=parameters.get("namespace", ""),
+                page_size=int32_parameter(parameters, "page_size"),
+                page_token=parameters.get("page_token", ""),
             )
-            return await self._service.list_deployments(request["identity"], message)
+            return await self._service.list_deployments(request[IDENTITY], message)
 
         return await self._call(request, "ListDeployments", build)
 
     async def get_replicas(self, request: web.Request) -> web.Response:
         async def build() -> Message:
+            query(request, ())
             message = pb.GetReplicasRequest(namespace=request.match_info["namespace"], name=request.match_info["name"])
-            return await self._service.get_replicas(request["identity"], message)
+            return await self._service.get_replicas(request[IDENTITY], message)
 
         return await self._call(request, "GetReplicas", build)
 
     async def set_replicas(self, request: web.Request) -> web.Response:
         async def build() -> Message:
-            body = await _json_body(request)
+            query(request, ())
+            body = parse_json(await read_body(request))
             message = set_request(request.match_info["namespace"], request.match_info["name"], body)
-            return await self._service.set_replicas(request["identity"], message)
+            return await self._service.set_replicas(request[IDENTITY], message)
 
         return await self._call(request, "SetReplicas", build)
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
-        record = CallRecord(TRANSPORT, "WatchReplicas", str(request["identity"]))
+        record = CallRecord(TRANSPORT, "WatchReplicas", str(request[IDENTITY]))
         message = pb.WatchReplicasRequest(namespace=request.query.get("namespace", ""))
-        events = self._service.watch_replicas(request["identity"], message)
+        events = self._service.watch_replicas(request[IDENTITY], message)
         first: asyncio.Future[pb.ReplicasEvent] = asyncio.ensure_future(anext(events))
         response: web.StreamResponse | None = None
         try:
@@ -205,7 +167,7 @@ async def _identity_and_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Attach the caller's identity; turn routing errors and stray exceptions into JSON errors."""
-    request["identity"] = identity_of(request)
+    request[IDENTITY] = identity_of(request)
     try:
         return await handler(request)
     except web.HTTPException as error:
@@ -222,7 +184,7 @@ async def _identity_and_errors(
         raise
     except Exception as error:
         # Handlers answer their own failures; this is a bug outside them (e.g. in routing).
-        identity = str(request.get("identity", ""))
+        identity = str(request.get(IDENTITY, ""))
         return error_response(failure_for(error, transport=TRANSPORT, method=request.path, identity=identity))
 
 
