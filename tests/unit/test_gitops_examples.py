@@ -2,7 +2,7 @@
 
 That the Kubernetes objects among them validate against the real schemas (the
 DeploymentScale CRD included) is checked against the apiserver, by a server-side
-dry run, in tests/integration/test_gitops_examples.py.
+dry run, in tests/integration/test_gitops_examples_dry_run.py.
 """
 
 from __future__ import annotations
