@@ -19,6 +19,7 @@ from google.protobuf.internal import encoder
 from kubernetes import client
 from server_harness import ServerProcess, client_ssl_context, eventually
 
+from scalekeeper.transport.http_requests import BODY_READ_SECONDS
 from scalekeeper.v1 import replicas_pb2 as pb
 
 NAME = "edge"
@@ -176,7 +177,7 @@ def test_grpc_requests_the_parser_refuses_are_invalid_argument(
 # -- HTTP framing must not matter (item 4) ------------------------------------------------------------
 
 
-def _exchange(server: ServerProcess, writes: list[bytes]) -> tuple[int, Any]:
+def _exchange(server: ServerProcess, writes: list[bytes], timeout: float = 10) -> tuple[int, Any]:
     """Send a request in separate writes (so separate TLS records); return the answer's status and JSON body.
 
     Between writes the server gets a moment to answer early: an answer before
@@ -185,13 +186,13 @@ def _exchange(server: ServerProcess, writes: list[bytes]) -> tuple[int, Any]:
     """
     context = client_ssl_context(server.pki.ca_file, server.pki.clients["writer"])
     with (
-        socket.create_connection(("localhost", server.http_port), timeout=10) as raw,
+        socket.create_connection(("localhost", server.http_port), timeout=timeout) as raw,
         context.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
         answer = b""
         for index, data in enumerate(writes):
             if index:
-                answer = _receive(tls, timeout=0.2)
+                answer = _receive(tls, timeout=0.2, then=timeout)
                 if answer:
                     break  # answered before the body was complete
             try:
@@ -201,7 +202,7 @@ def _exchange(server: ServerProcess, writes: list[bytes]) -> tuple[int, Any]:
         return _parse_answer(answer, tls)
 
 
-def _receive(tls: socket.socket, timeout: float) -> bytes:
+def _receive(tls: socket.socket, timeout: float, then: float) -> bytes:
     """Application data that arrives within ``timeout`` (TLS session tickets are not; select() would count them)."""
     tls.settimeout(timeout)
     try:
@@ -209,7 +210,7 @@ def _receive(tls: socket.socket, timeout: float) -> bytes:
     except TimeoutError:
         return b""
     finally:
-        tls.settimeout(10)
+        tls.settimeout(then)
 
 
 def _parse_answer(received: bytes, tls: socket.socket) -> tuple[int, Any]:
@@ -269,6 +270,34 @@ def test_a_body_over_the_limit_is_413(scalekeeper_server: ServerProcess, managed
         head, pieces = _head(managed, f"Content-Length: {sum(map(len, parts))}"), parts
     status, body = _exchange(scalekeeper_server, [head, *pieces])
     assert (status, body["code"]) == (413, "RESOURCE_EXHAUSTED"), body
+
+
+def test_a_malformed_chunk_after_the_headers_is_400_in_bounded_time(
+    scalekeeper_server: ServerProcess, managed: str
+) -> None:
+    # aiohttp itself refuses a malformed chunk that comes with the headers; one that comes later never fails
+    # the read, so only the body deadline ends the call.
+    writes = [_head(managed, "Transfer-Encoding: chunked"), b"zz\r\n{}\r\n"]
+    status, body = _exchange(scalekeeper_server, writes, timeout=BODY_READ_SECONDS + 10)
+    assert (status, body["code"]) == (400, "INVALID_ARGUMENT"), body
+    assert "did not arrive" in body["message"]
+
+
+def test_a_client_that_hangs_up_mid_body_is_no_server_error(scalekeeper_server: ServerProcess, managed: str) -> None:
+    context = client_ssl_context(scalekeeper_server.pki.ca_file, scalekeeper_server.pki.clients["writer"])
+    calls = len([r for r in scalekeeper_server.log_records() if r.get("msg") == "call"])
+    with (
+        socket.create_connection(("localhost", scalekeeper_server.http_port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(_head(managed, "Content-Length: 1000") + b'{"replicas": 1')
+
+    def accounted() -> list[dict[str, Any]]:
+        return [r for r in scalekeeper_server.log_records() if r.get("msg") == "call"][calls:]
+
+    [call] = eventually(accounted, "the call in the access log")
+    assert (call["method"], call["code"]) == ("SetReplicas", "CANCELLED")
+    assert not _error_lines(scalekeeper_server)
 
 
 # -- expected versions that can never match (item 5) ----------------------------------------------------

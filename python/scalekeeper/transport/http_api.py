@@ -87,6 +87,11 @@ class HttpApi:
         except asyncio.CancelledError:
             record.finish("CANCELLED")
             raise
+        except ConnectionResetError:
+            # The client hung up mid-request (e.g. mid-body): no one to answer, and not our error. aiohttp would
+            # log a re-raised one at ERROR; the answer returned instead is dropped quietly on the closed connection.
+            record.finish("CANCELLED")
+            return web.Response(status=499, reason="Client Closed Request")
         except Exception as error:
             return error_response(record.fail(error))
         record.finish("OK")

@@ -5,7 +5,8 @@ with INVALID_ARGUMENT before anything runs:
 
 - **Bodies** are read whole, whatever the framing (Content-Length or chunked,
   in any number of TCP segments or TLS records), up to ``MAX_BODY_BYTES``;
-  more is RESOURCE_EXHAUSTED (413).
+  more is RESOURCE_EXHAUSTED (413). A body that is not complete within
+  ``BODY_READ_SECONDS`` is INVALID_ARGUMENT.
 - **JSON** is strict: no ``NaN``/``Infinity``, no duplicate keys (which of two
   ``replicas`` would count?), no number literal longer than any field takes,
   no nesting that would exhaust the parser's stack.
@@ -22,6 +23,7 @@ with INVALID_ARGUMENT before anything runs:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Collection
@@ -34,6 +36,8 @@ from scalekeeper.transport.failures import invalid_argument
 from scalekeeper.v1 import replicas_pb2 as pb
 
 MAX_BODY_BYTES = 64 * 1024
+# A body of at most 64 KiB that takes longer than this is not coming.
+BODY_READ_SECONDS = 10.0
 # Longer integer literals than int32 ever needs are refused before Python converts them.
 _MAX_INTEGER_DIGITS = 20
 _INT32 = range(-(2**31), 2**31)
@@ -46,10 +50,19 @@ _SET_FIELDS = frozenset({"replicas", *_VERSION_FIELDS, *_OWNERSHIP_FIELDS})
 async def read_body(request: web.Request) -> bytes:
     """The whole body, however it was framed; RESOURCE_EXHAUSTED past ``MAX_BODY_BYTES``."""
     try:
-        # Reads to the end of the body (Content-Length or chunked), bounded by client_max_size.
-        return await request.read()
+        # Reads to the end of the body (Content-Length or chunked), bounded by client_max_size and by time:
+        # aiohttp never fails the read for a malformed chunk that arrives after the headers, and a stalled
+        # client would otherwise hold the handler for as long as it keeps the connection open.
+        async with asyncio.timeout(BODY_READ_SECONDS):
+            return await request.read()
+    except TimeoutError:
+        raise invalid_argument(
+            f"the body did not arrive within {BODY_READ_SECONDS:.0f}s (a stalled client, or malformed chunks)"
+        ) from None
     except web.HTTPRequestEntityTooLarge:
         raise ServiceError(Code.RESOURCE_EXHAUSTED, f"the body is larger than {MAX_BODY_BYTES} bytes") from None
+    except web.RequestPayloadError as error:  # a malformed chunk, a body shorter than its Content-Length
+        raise invalid_argument(f"the body is not well-framed: {error}") from None
 
 
 def _integer(literal: str) -> int:
