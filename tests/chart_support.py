@@ -23,7 +23,8 @@ CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 WATCH_PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     # Exactly the calls the code makes: the reflectors list and watch; SetReplicas
     # creates (POST, or an apply that creates), patches (apply, merge patch) and gets
-    # (a conditional write whose expected version the cache does not show yet);
+    # (a conditional write whose expected version the cache does not show yet, and
+    # an apply that conflicted, to name the owner of spec.replicas);
     # the controller PUTs /scale, merge-patches /status and POSTs Events.
     ("apps", "deployments"): frozenset({"list", "watch"}),
     ("apps", "deployments/scale"): frozenset({"update"}),

@@ -27,6 +27,14 @@ Fixtures:
     test's namespace (chart_releases.py), uninstalled afterwards.
 ``extra_namespaces``
     factory ``extra_namespaces(count) -> names``, deleted afterwards.
+``cluster``
+    :class:`controller_harness.Cluster`: admin-side helpers in a fresh namespace, CRD installed.
+``transport``, ``api_for``, ``writer``, ``reader``
+    parametrized over gRPC and HTTP: ``api_for(role)`` is a :class:`transport_clients.Api` for
+    ``scalekeeper_server`` with that client certificate; ``writer`` and ``reader`` are the two roles'.
+``start_controller``
+    async factory ``start_controller(elector_identity=None, lease=None, fights=None)``: an in-process
+    controller (own client and cache) on the test's event loop -> ``(controller, instrumented, cache)``.
 """
 
 from __future__ import annotations
@@ -36,12 +44,13 @@ from scalekeeper.tls import policy
 
 policy.pin_grpc_cipher_suites()
 
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
 from chart_releases import Release, adopt_crd  # noqa: E402
+from controller_harness import Cluster, Factory, controller_factory  # noqa: E402
 from kubernetes import client  # noqa: E402
 from server_harness import (  # noqa: E402
     ServerPki,
@@ -50,6 +59,7 @@ from server_harness import (  # noqa: E402
     deployment_manifest,
     server_factory,
 )
+from transport_clients import TRANSPORTS, Api  # noqa: E402
 
 from scalekeeper_dev.testcluster import dns_label as _dns_label  # noqa: E402
 
@@ -132,3 +142,34 @@ def extra_namespaces(admin_api) -> Iterator[Callable[[int], list[str]]]:
     yield make
     for name in created:
         core.delete_namespace(name)
+
+
+@pytest.fixture
+def cluster(admin_api: ApiClient, namespace: str, scalekeeper_crd: str) -> Cluster:
+    return Cluster(admin_api, namespace)
+
+
+@pytest.fixture
+async def start_controller(test_cluster: TestCluster, namespace: str, scalekeeper_crd: str) -> AsyncIterator[Factory]:
+    async with controller_factory(test_cluster.admin_kubeconfig, namespace) as start:
+        yield start
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def api_for(scalekeeper_server: ServerProcess, transport: str) -> Callable[[str], Api]:
+    return lambda role: TRANSPORTS[transport](scalekeeper_server, role)
+
+
+@pytest.fixture
+def writer(api_for: Callable[[str], Api]) -> Api:
+    return api_for("writer")
+
+
+@pytest.fixture
+def reader(api_for: Callable[[str], Api]) -> Api:
+    return api_for("reader")

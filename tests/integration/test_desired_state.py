@@ -39,8 +39,9 @@ def custom(admin_api: client.ApiClient) -> client.CustomObjectsApi:
 
 def _create(custom: client.CustomObjectsApi, namespace: str, replicas: int) -> ScaleView:
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DeploymentScale", "metadata": {"name": NAME}}
+    # As SetReplicas creates it: another field manager's count would be refused (test_gitops_ownership.py).
     created = custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, body | {"spec": {"replicas": replicas}}
+        GROUP, VERSION, namespace, PLURAL, body | {"spec": {"replicas": replicas}}, field_manager="scalekeeper"
     )
     return ScaleView.from_object(created)
 

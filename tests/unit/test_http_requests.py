@@ -23,6 +23,10 @@ def test_set_request_from_path_and_body() -> None:
         "expected_desired_version"
     )
     assert not set_request("prod", "web", {"replicas": 0}).HasField("expected_desired_version")
+    assert set_request("prod", "web", {"replicas": 3, "takeOwnership": True}).take_ownership
+    assert set_request("prod", "web", {"replicas": 3, "take_ownership": True}).take_ownership
+    assert not set_request("prod", "web", {"replicas": 3, "takeOwnership": False}).take_ownership
+    assert not set_request("prod", "web", {"replicas": 3}).take_ownership
     # The empty string is meaningful ("only if not managed yet") and must survive.
     assert set_request("prod", "web", {"replicas": 1, "expectedDesiredVersion": ""}).HasField(
         "expected_desired_version"
@@ -47,6 +51,10 @@ def test_set_request_from_path_and_body() -> None:
         ({"replicas": 1, "expectedDesiredVersion": None}, "must be a string"),
         ({"replicas": 1, "expectedDesiredVersion": 7}, "must be a string"),
         ({"replicas": 1, "expectedDesiredVersion": "a/1", "expected_desired_version": "a/2"}, "once"),
+        ({"replicas": 1, "takeOwnership": "true"}, "true or false, got a string"),
+        ({"replicas": 1, "takeOwnership": None}, "true or false, got null"),
+        ({"replicas": 1, "takeOwnership": 1}, "true or false"),
+        ({"replicas": 1, "takeOwnership": True, "take_ownership": True}, "once"),
     ],
 )
 def test_set_request_refuses_what_is_not_plainly_a_count(body: object, says: str) -> None:

@@ -120,10 +120,18 @@ class ReplicaService:
                 f"HorizontalPodAutoscaler {hpa.namespace}/{hpa.name} scales this Deployment; "
                 "change the HPA's bounds or delete it first",
             )
-        scale = await self._desired_state.write(*key, replicas, expected, self._cache.scales.get(key))
+        scale = await self._desired_state.write(
+            *key, replicas, expected, self._cache.scales.get(key), take_ownership=request.take_ownership
+        )
         log.info(
             "desired replicas set",
-            extra={"identity": str(caller), "namespace": key[0], "deployment": key[1], "replicas": replicas},
+            extra={
+                "identity": str(caller),
+                "namespace": key[0],
+                "deployment": key[1],
+                "replicas": replicas,
+                "take_ownership": request.take_ownership,
+            },
         )
         return to_replicas(deployment, scale)
 

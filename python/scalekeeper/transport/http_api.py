@@ -4,7 +4,7 @@ Routes (JSON is protobuf's canonical JSON mapping, camelCase):
   GET /v1/deployments?namespace=&page_size=&page_token=          ListDeployments
   GET /v1/namespaces/{namespace}/deployments/{name}/replicas     GetReplicas
   PUT /v1/namespaces/{namespace}/deployments/{name}/replicas     SetReplicas
-      body {"replicas": N, "expectedDesiredVersion": "..."}
+      body {"replicas": N, "expectedDesiredVersion": "...", "takeOwnership": true}
   GET /v1/watch/deployments?namespace=                           WatchReplicas,
       newline-delimited JSON events; an error after the stream started is sent
       as a last line {"error": {"code": ..., "message": ...}}.

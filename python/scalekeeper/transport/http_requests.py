@@ -11,9 +11,10 @@ with INVALID_ARGUMENT before anything runs:
   ``replicas`` would count?), no number literal longer than any field takes,
   no nesting that would exhaust the parser's stack.
 - **The SetReplicas body** is ``{"replicas": <JSON integer>}`` plus an optional
-  ``expectedDesiredVersion`` string (protobuf JSON's ``expected_desired_version``
-  spelling too). Protobuf JSON's leniencies are refused on purpose: it reads
-  ``null`` as "the default", i.e. 0 replicas, and accepts ``"3"`` and ``3.0``;
+  ``expectedDesiredVersion`` string and an optional ``takeOwnership`` boolean
+  (protobuf JSON's ``expected_desired_version``/``take_ownership`` spellings
+  too). Protobuf JSON's leniencies are refused on purpose: it reads ``null``
+  as "the default", i.e. 0 replicas, and accepts ``"3"`` and ``3.0``;
   for a call that scales Deployments, a body that is not plainly a count must
   change nothing.
 - **Query parameters** are only the route's own, each at most once; integers
@@ -42,7 +43,8 @@ _MAX_INTEGER_DIGITS = 20
 _INT32 = range(-(2**31), 2**31)
 _DECIMAL = re.compile(r"-?[0-9]{1,20}")
 _VERSION_FIELDS = ("expectedDesiredVersion", "expected_desired_version")
-_SET_FIELDS = frozenset({"replicas", *_VERSION_FIELDS})
+_OWNERSHIP_FIELDS = ("takeOwnership", "take_ownership")
+_SET_FIELDS = frozenset({"replicas", *_VERSION_FIELDS, *_OWNERSHIP_FIELDS})
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -109,7 +111,9 @@ def set_request(namespace: str, name: str, body: Any) -> pb.SetReplicasRequest:
         raise invalid_argument('the body must be a JSON object like {"replicas": 3}')
     unknown = sorted(set(body) - _SET_FIELDS)
     if unknown:
-        raise invalid_argument(f"unknown field(s) {', '.join(unknown)}; expected replicas, expectedDesiredVersion")
+        raise invalid_argument(
+            f"unknown field(s) {', '.join(unknown)}; expected replicas, expectedDesiredVersion, takeOwnership"
+        )
     if "replicas" not in body:
         raise invalid_argument('replicas is required, e.g. {"replicas": 3}')
     replicas = body["replicas"]
@@ -118,17 +122,27 @@ def set_request(namespace: str, name: str, body: Any) -> pb.SetReplicasRequest:
     if replicas not in _INT32:
         raise invalid_argument(f"replicas must be a 32-bit integer, got {replicas}")
     request = pb.SetReplicasRequest(namespace=namespace, name=name, replicas=replicas)
-    given = [field for field in _VERSION_FIELDS if field in body]
-    if len(given) > 1:
-        raise invalid_argument("give expectedDesiredVersion once, in one spelling")
-    if given:
-        expected = body[given[0]]
+    version = _optional(body, _VERSION_FIELDS)
+    if version is not None:
+        field, expected = version
         if not isinstance(expected, str):
-            raise invalid_argument(
-                f"{given[0]} must be a string, got {_kind(expected)}; leave it out for last-write-wins"
-            )
+            raise invalid_argument(f"{field} must be a string, got {_kind(expected)}; leave it out for last-write-wins")
         request.expected_desired_version = expected
+    ownership = _optional(body, _OWNERSHIP_FIELDS)
+    if ownership is not None:
+        field, take = ownership
+        if not isinstance(take, bool):
+            raise invalid_argument(f"{field} must be true or false, got {_kind(take)}")
+        request.take_ownership = take
     return request
+
+
+def _optional(body: dict[str, Any], spellings: tuple[str, str]) -> tuple[str, Any] | None:
+    """(spelling, value) of an optional field that protobuf JSON accepts in two spellings."""
+    given = [field for field in spellings if field in body]
+    if len(given) > 1:
+        raise invalid_argument(f"give {spellings[0]} once, in one spelling")
+    return (given[0], body[given[0]]) if given else None
 
 
 def query(request: web.Request, allowed: Collection[str]) -> dict[str, str]:

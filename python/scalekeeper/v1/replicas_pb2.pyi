@@ -16,16 +16,18 @@ class GetReplicasRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class SetReplicasRequest(_message.Message):
-    __slots__ = ("namespace", "name", "replicas", "expected_desired_version")
+    __slots__ = ("namespace", "name", "replicas", "expected_desired_version", "take_ownership")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_DESIRED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TAKE_OWNERSHIP_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     replicas: int
     expected_desired_version: str
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., replicas: _Optional[int] = ..., expected_desired_version: _Optional[str] = ...) -> None: ...
+    take_ownership: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., replicas: _Optional[int] = ..., expected_desired_version: _Optional[str] = ..., take_ownership: _Optional[bool] = ...) -> None: ...
 
 class ListDeploymentsRequest(_message.Message):
     __slots__ = ("namespace", "page_size", "page_token")
