@@ -160,9 +160,10 @@ def _varint(value: int) -> bytes:
         # An unknown field nested as groups, deeper than the parser allows.
         ("GetReplicas", bytes([(15 << 3) | 3]) * 10_000 + bytes([(15 << 3) | 4]) * 10_000),
         ("GetReplicas", b"\x0a\x02\xff\xfe"),  # a string that is not UTF-8
-        # Out-of-int32 varints: protobuf truncates them to int32, and validation refuses the result.
+        # Varints beyond int32: read whole (the request fields are int64), never truncated into range.
         ("ListDeployments", b"\x10" + _varint(2**31)),
         ("ListDeployments", b"\x10" + _varint(2**64 - 1)),
+        ("ListDeployments", b"\x10" + _varint(2**32 + 5)),
     ],
 )
 def test_grpc_requests_the_parser_refuses_are_invalid_argument(
@@ -172,6 +173,19 @@ def test_grpc_requests_the_parser_refuses_are_invalid_argument(
     with pytest.raises(grpc.RpcError) as caught:
         call(raw, timeout=10)
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+
+
+def test_a_grpc_count_beyond_int32_is_refused_not_truncated(
+    scalekeeper_server: ServerProcess, admin_api: client.ApiClient, namespace: str, managed: str
+) -> None:
+    # 2**32 + 3 truncated to 32 bits is 3: a valid count the caller never asked for.
+    raw = pb.SetReplicasRequest(namespace=namespace, name=NAME).SerializeToString() + b"\x18" + _varint(2**32 + 3)
+    call = scalekeeper_server.channel("writer").unary_unary("/scalekeeper.v1.ReplicaService/SetReplicas")
+    with pytest.raises(grpc.RpcError) as caught:
+        call(raw, timeout=10)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert str(2**32 + 3) in caught.value.details()
+    assert _scale_object(admin_api, namespace)["spec"]["replicas"] == 2
 
 
 # -- HTTP framing must not matter (item 4) ------------------------------------------------------------
