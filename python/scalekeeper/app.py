@@ -113,7 +113,13 @@ class App:
         self._cache = cache
         self._cleanups.append(("cache", cache.stop))
 
-        service = ReplicaService(cache, DesiredStateWriter(kube), Authorizer(s.readers, s.writers), s.max_replicas)
+        service = ReplicaService(
+            cache,
+            DesiredStateWriter(kube),
+            Authorizer(s.readers, s.writers),
+            s.max_replicas,
+            max_watch_streams=s.max_watch_streams,
+        )
         self._service = service
         self._cleanups.append(("watch streams", service.close))
 

@@ -28,6 +28,21 @@ WATCH_RESTARTS = Counter(
     "Kubernetes watches re-established, by kind and reason (timeout, gone, error, ...).",
     ["kind", "reason"],
 )
+CACHE_HANDLER_ERRORS = Counter(
+    "scalekeeper_cache_handler_errors_total",
+    "Cache change handlers that raised (each one is logged with its traceback), by kind.",
+    ["kind"],
+)
+WATCH_STREAMS = Gauge("scalekeeper_watch_streams", "WatchReplicas streams open, both transports together.")
+WATCH_STREAMS_CUT_OFF = Counter(
+    "scalekeeper_watch_streams_cut_off_total",
+    "WatchReplicas streams ended with ABORTED because they fell behind the change log.",
+)
+EVENTS_DROPPED = Counter(
+    "scalekeeper_events_dropped_total",
+    "Kubernetes Events not recorded, by reason (queue_full, error).",
+    ["reason"],
+)
 RECONCILES = Counter(
     "scalekeeper_reconciles_total",
     "Controller reconciles, by result (success, error, requeue, ...).",

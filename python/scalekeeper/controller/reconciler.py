@@ -142,7 +142,7 @@ class Reconciler:
             },
         )
         if drift:
-            await self._events.record(
+            self._events.record(
                 scale,
                 reason=EventReason.DRIFT_REVERTED,
                 action="Scale",
@@ -152,7 +152,7 @@ class Reconciler:
                 ),
             )
         else:
-            await self._events.record(
+            self._events.record(
                 scale,
                 reason=EventReason.SCALED,
                 action="Scale",

@@ -13,6 +13,7 @@ GRPC_SSL_CIPHER_SUITES) and ``scalekeeper.tls.reloading`` for rotation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -24,8 +25,9 @@ from grpc_reflection.v1alpha import reflection
 
 from scalekeeper.service.authz import Identity
 from scalekeeper.service.replicas import ReplicaService
-from scalekeeper.tls.reloading import ReloadingCertificates, grpc_server_credentials
+from scalekeeper.tls.reloading import ReloadingCertificates
 from scalekeeper.transport.calls import CallRecord, invalid_argument, names_from_grpc_auth_context
+from scalekeeper.transport.grpc_tls import grpc_server_credentials
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
 
@@ -114,15 +116,16 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
 
     async def WatchReplicas(  # type: ignore[override]
         self, request: pb.WatchReplicasRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.ReplicasEvent]:
+    ) -> AsyncIterator[bytes]:
+        """Yields each event already serialized: the feed serializes it once for every stream."""
         identity = identity_of(context)
         record = CallRecord(TRANSPORT, "WatchReplicas", str(identity))
-        events: AsyncIterator[pb.ReplicasEvent] | None = None
         failure = None
         try:
-            events = self._service.watch_replicas(identity, _decoded(request))
-            async for event in events:
-                yield event
+            with self._service.open_watch(identity, _decoded(request)) as stream:
+                async with contextlib.aclosing(stream.changes()) as changes:
+                    async for change in changes:
+                        yield change.wire
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away, or the drain period ran out.
             record.finish("CANCELLED")
@@ -132,10 +135,6 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
         else:
             # The service closed the stream (shutdown): end it with OK.
             record.finish("OK")
-        finally:
-            aclose = getattr(events, "aclose", None) if events is not None else None
-            if aclose is not None:
-                await aclose()
         if failure is not None:
             await context.abort(grpc.StatusCode[failure.code], failure.message)
 
@@ -220,7 +219,7 @@ def _replica_handlers(servicer: ReplicaServicer) -> grpc.GenericRpcHandler:
     handlers["WatchReplicas"] = grpc.unary_stream_rpc_method_handler(
         servicer.WatchReplicas,
         request_deserializer=_lenient(pb.WatchReplicasRequest),
-        response_serializer=pb.ReplicasEvent.SerializeToString,
+        response_serializer=None,  # the servicer yields serialized ReplicasEvent messages
     )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -38,10 +39,6 @@ log = logging.getLogger(__name__)
 
 TRANSPORT = "http"
 MAX_BODY_BYTES = 64 * 1024
-# How long the watch handler waits for the service to accept or refuse the
-# stream before sending headers: refusals (403, 400, 503) happen synchronously,
-# so one loop turn is enough; an accepted stream may stay silent for long.
-WATCH_HEADER_WAIT_SECONDS = 0.05
 _SET_FIELDS = {"replicas", "expectedResourceVersion", "expected_resource_version"}
 
 SERVICE_KEY: web.AppKey[ReplicaService] = web.AppKey("service", ReplicaService)
@@ -152,39 +149,37 @@ class HttpApi:
         return await self._call(request, "SetReplicas", build)
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
+        """Validate, authorize and take a stream slot first, so that a refusal is a plain 4xx/5xx; then stream.
+
+        A client that disconnects cancels this handler (the runner's
+        ``handler_cancellation``) wherever it waits, so its stream is released
+        at once rather than at the next event that fails to write.
+        """
         record = CallRecord(TRANSPORT, "WatchReplicas", str(request["identity"]))
         message = pb.WatchReplicasRequest(namespace=request.query.get("namespace", ""))
-        events = self._service.watch_replicas(request["identity"], message)
-        first: asyncio.Future[pb.ReplicasEvent] = asyncio.ensure_future(anext(events))
-        response: web.StreamResponse | None = None
         try:
-            # Refusals surface here, while a proper status line can still be sent.
-            await asyncio.wait({first}, timeout=WATCH_HEADER_WAIT_SECONDS)
-            if first.done() and first.exception() is not None and not isinstance(first.exception(), StopAsyncIteration):
-                return error_response(record.fail(first.exception()))  # type: ignore[arg-type]
-            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
-            await response.prepare(request)
-            with contextlib.suppress(StopAsyncIteration):
-                await response.write(_line(to_json(await first)))
-                async for event in events:
-                    await response.write(_line(to_json(event)))
-            record.finish("OK")
-        except (asyncio.CancelledError, ConnectionResetError):
-            record.finish("CANCELLED")
-            raise
+            stream = self._service.open_watch(request["identity"], message)
         except Exception as error:
-            failure = record.fail(error)
-            if response is None:
-                return error_response(failure)
-            with contextlib.suppress(ConnectionResetError):
-                await response.write(_line({"error": {"code": failure.code, "message": failure.message}}))
-        finally:
-            if not first.done():
-                first.cancel()
-                # The generator cannot be closed while that step still runs in it.
-                await asyncio.wait({first})
-            await events.aclose()  # type: ignore[attr-defined]
-        await response.write_eof()
+            return error_response(record.fail(error))
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
+        with stream:
+            try:
+                await response.prepare(request)
+                async with contextlib.aclosing(stream.changes()) as changes:
+                    async for change in changes:
+                        await response.write(_line(to_json(change.message)))
+            except (asyncio.CancelledError, ConnectionResetError):
+                log.debug("HTTP watch client went away", extra={"identity": record.identity})
+                record.finish("CANCELLED")
+                raise
+            except Exception as error:
+                failure = record.fail(error)
+                with contextlib.suppress(ConnectionResetError):
+                    await response.write(_line({"error": {"code": failure.code, "message": failure.message}}))
+            else:
+                record.finish("OK")
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
         return response
 
 
@@ -219,6 +214,27 @@ async def _identity_and_errors(
         return web.json_response({"code": "UNAVAILABLE", "message": "internal error, retry"}, status=503)
 
 
+class ClientFaultsAreNotErrors(logging.Filter):
+    """Demote aiohttp's records of requests it refused as malformed (4xx) to DEBUG.
+
+    aiohttp logs each of them at ERROR with a traceback, so any client could
+    flood the log with "errors" that are its own; the 400 it got says enough.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _quiet_client_faults() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientFaultsAreNotErrors) for f in server_log.filters):
+        server_log.addFilter(ClientFaultsAreNotErrors())
+
+
 def build_app(service: ReplicaService) -> web.Application:
     app = web.Application(middlewares=[_identity_and_errors], client_max_size=MAX_BODY_BYTES)
     app[SERVICE_KEY] = service
@@ -234,7 +250,12 @@ async def start_server(
     service: ReplicaService, certificates: ReloadingCertificates, host: str, port: int, drain_seconds: float
 ) -> web.AppRunner:
     """Serve the API with mTLS on host:port; ``runner.cleanup()`` stops it, draining for ``drain_seconds``."""
-    runner = web.AppRunner(build_app(service), shutdown_timeout=drain_seconds, access_log=None)
+    # handler_cancellation: a client that disconnects cancels its handler, as grpc
+    # does; that is what releases an idle watch stream promptly.
+    _quiet_client_faults()
+    runner = web.AppRunner(
+        build_app(service), shutdown_timeout=drain_seconds, access_log=None, handler_cancellation=True
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ReloadingSSLContext(certificates), reuse_address=True)
     await site.start()

@@ -1,0 +1,83 @@
+"""The change log of the API view: every change of a Deployment's ``Replicas``, built once.
+
+A WatchReplicas event combines two cached kinds (the Deployment and its
+DeploymentScale), so the log that watch streams read sits here, above the
+cache: a store handler turns each Deployment or DeploymentScale change into
+one ``ReplicasEvent``, appends it to a ``ChangeLog``, and every stream reads
+that same object (and the same serialized bytes) at its own pace. The
+handler does O(1) work per change, however many streams are open.
+"""
+
+from __future__ import annotations
+
+from scalekeeper.cache.changelog import ChangeLog
+from scalekeeper.cache.projections import DeploymentView, Key, ScaleView
+from scalekeeper.cache.store import EventType, Store
+from scalekeeper.service.api_view import to_replicas
+from scalekeeper.v1 import replicas_pb2 as pb
+
+# About ten minutes of changes at 20 per second, or one full re-list of
+# 10,000 Deployments, before a stream that stopped reading is cut off.
+DEFAULT_CAPACITY = 10_000
+
+_EVENT_TYPES = {
+    EventType.ADDED: pb.ReplicasEvent.ADDED,
+    EventType.MODIFIED: pb.ReplicasEvent.MODIFIED,
+    EventType.DELETED: pb.ReplicasEvent.DELETED,
+}
+
+
+class ReplicasChange:
+    """One WatchReplicas event and the Deployment it is about; shared by every stream, never mutated."""
+
+    __slots__ = ("_wire", "key", "message")
+
+    def __init__(self, key: Key, message: pb.ReplicasEvent) -> None:
+        self.key = key
+        self.message = message
+        self._wire: bytes | None = None
+
+    @classmethod
+    def of(
+        cls, event_type: pb.ReplicasEvent.Type.ValueType, deployment: DeploymentView, scale: ScaleView | None
+    ) -> ReplicasChange:
+        return cls(deployment.key, pb.ReplicasEvent(type=event_type, replicas=to_replicas(deployment, scale)))
+
+    @property
+    def wire(self) -> bytes:
+        """The serialized event: computed by the first stream that sends it, reused by all others."""
+        if self._wire is None:
+            self._wire = self.message.SerializeToString()
+        return self._wire
+
+
+class ReplicasFeed:
+    def __init__(
+        self, deployments: Store[DeploymentView], scales: Store[ScaleView], capacity: int = DEFAULT_CAPACITY
+    ) -> None:
+        self.deployments = deployments
+        self.scales = scales
+        self.log: ChangeLog[ReplicasChange] = ChangeLog(capacity)
+        self._remove_handlers = [deployments.add_handler(self._on_deployment), scales.add_handler(self._on_scale)]
+
+    def close(self) -> None:
+        """Stop following the cache and wake every stream, which then ends."""
+        for remove in self._remove_handlers:
+            remove()
+        self._remove_handlers = []
+        self.log.close()
+
+    def current(self, deployment: DeploymentView) -> ReplicasChange:
+        """The ADDED event for ``deployment`` as the cache holds it now."""
+        return ReplicasChange.of(pb.ReplicasEvent.ADDED, deployment, self.scales.get(deployment.key))
+
+    def _on_deployment(self, event: EventType, old: DeploymentView | None, new: DeploymentView | None) -> None:
+        deployment = new or old
+        if deployment is not None:
+            self.log.append(ReplicasChange.of(_EVENT_TYPES[event], deployment, self.scales.get(deployment.key)))
+
+    def _on_scale(self, _event: EventType, old: ScaleView | None, new: ScaleView | None) -> None:
+        scale = new or old
+        deployment = self.deployments.get(scale.key) if scale is not None else None
+        if deployment is not None:
+            self.log.append(ReplicasChange.of(pb.ReplicasEvent.MODIFIED, deployment, new))
