@@ -23,13 +23,13 @@ CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 WATCH_PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     # Exactly the calls the code makes: the reflectors list and watch; SetReplicas
     # creates (POST, or an apply that creates) and patches (apply, merge patch);
-    # the controller PUTs /scale, merge-patches /status and POSTs Events.
+    # the controller PUTs /scale, merge-patches /status, POSTs Events and patches their series count.
     ("apps", "deployments"): frozenset({"list", "watch"}),
     ("apps", "deployments/scale"): frozenset({"update"}),
     ("scalekeeper.dev", "deploymentscales"): frozenset({"list", "watch", "create", "patch"}),
     ("scalekeeper.dev", "deploymentscales/status"): frozenset({"patch"}),
     ("autoscaling", "horizontalpodautoscalers"): frozenset({"list", "watch"}),
-    ("events.k8s.io", "events"): frozenset({"create"}),
+    ("events.k8s.io", "events"): frozenset({"create", "patch"}),
 }
 LEASE_VERBS = frozenset({"get", "create", "update"})
 

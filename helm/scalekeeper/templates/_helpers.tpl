@@ -82,5 +82,5 @@ anything, or updates a Deployment except through its scale subresource.
   verbs: ["list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]
 {{- end }}
