@@ -198,6 +198,11 @@ class BareServer:
     def target(self) -> str:
         return f"localhost:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def start(self) -> BareServer:
         self.ready_file.unlink(missing_ok=True)
         with self.log_file.open("ab") as log:

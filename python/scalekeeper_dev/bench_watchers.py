@@ -22,10 +22,14 @@ from scalekeeper.kube.client import KubeClient
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
 from scalekeeper_dev import bench_scale
-from scalekeeper_dev.bench_env import Certs, metric_sum
+from scalekeeper_dev.bench_env import Certs, Scalekeeper, metric_sum
 from scalekeeper_dev.bench_latency import Samples, scale_directly
-from scalekeeper_dev.bench_load import LoadResult
+from scalekeeper_dev.bench_load import Ghz, LoadResult
+from scalekeeper_dev.bench_report import Results, Target, cpu, get_messages, ghz_run, log, ms, table
 
+TARGET_PROPAGATION_P99_MS = 100.0
+TARGET_GET_P99_FACTOR = 1.5  # GetReplicas p99 at c=16 with the streams, against without
+TARGET_LAG_MS = 20.0
 NAMESPACE_PREFIX = "bench-watchers"
 DEPLOYMENT = "app"
 STREAMS_PER_CHANNEL = 100  # one HTTP/2 connection per hundred streams, as many clients would have
@@ -99,12 +103,35 @@ async def _watch(
     return True
 
 
-def _lag(samples: dict) -> tuple[float, float, str]:  # type: ignore[type-arg]
+def _lag(samples: dict) -> tuple[float, dict[float, float]]:  # type: ignore[type-arg]
+    """(samples so far, cumulative count per bucket bound)."""
     count = metric_sum(samples, f"{LAG_METRIC}_count")
-    within = {
+    buckets = {
         float(dict(labels)["le"]): value for (name, labels), value in samples.items() if name == f"{LAG_METRIC}_bucket"
     }
-    return count, within.get(0.02, 0.0), repr(within)
+    return count, buckets
+
+
+async def measure(
+    results: Results, kube: KubeClient, ghz: Ghz, server: Scalekeeper, *, streams: int, namespaces: int
+) -> None:
+    log(f"6. {streams} WatchReplicas streams in {namespaces} namespaces while 20 Deployments change per second")
+    await setup(kube, namespaces)
+
+    async def gets(duration: str) -> LoadResult:
+        load = {"concurrency": 16, "duration": duration, "data_name": "get-100"}
+        return await ghz_run(ghz, server.target, "GetReplicas", get_messages(), server_pid=server.pid, **load)
+
+    results.watchers = await run(
+        server.target,
+        ghz.certs,
+        kube,
+        server.metrics,
+        gets,
+        streams=streams,
+        namespace_count=namespaces,
+        cluster_wide=streams // 10,
+    )
 
 
 async def run(
@@ -156,8 +183,12 @@ async def run(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(expect.all_seen.wait(), timeout=10)
         lag_after = _lag(await asyncio.to_thread(server_metrics))
-        result.lag_samples = int(lag_after[0] - lag_before[0])
-        result.lag_over_20ms = int((lag_after[0] - lag_after[1]) - (lag_before[0] - lag_before[1]))
+        (count_before, before), (count_after, after) = lag_before, lag_after
+        result.lag_samples = int(count_after - count_before)
+        within = {bound: after[bound] - before.get(bound, 0.0) for bound in after}
+        result.lag_over_20ms = int(result.lag_samples - within.get(0.02, 0.0))
+        reached = min((b for b, n in within.items() if n >= result.lag_samples), default=float("inf"))
+        result.lag_worst_bucket = f"<= {reached * 1000:.0f} ms" if reached != float("inf") else "> 5 s"
         result.missing = sum(max(0, left) for _, left in expect.sent.values())
         result.propagation = expect.samples
         result.aborted = sum(1 for task in tasks if task.done())
@@ -168,3 +199,75 @@ async def run(
         for channel in channels:
             await channel.close()
     return result
+
+
+def targets(results: Results) -> list[Target]:
+    w = results.watchers
+    if w is None:
+        return []
+    n = f"{w.streams:,} streams"
+    p99 = w.propagation.p99
+    found = [
+        Target(
+            f"{n}: propagation p99",
+            f"< {TARGET_PROPAGATION_P99_MS:.0f} ms",
+            ms(p99),
+            p99 < TARGET_PROPAGATION_P99_MS and not w.missing,
+        ),
+        Target(
+            f"{n}: event-loop lag",
+            f"never > {TARGET_LAG_MS:.0f} ms",
+            f"{w.lag_over_20ms:,} of {w.lag_samples:,} samples over",
+            w.lag_over_20ms == 0,
+        ),
+    ]
+    without = results.get_replicas(16)[0]
+    if w.gets is not None and without is not None and without.p99_ms:
+        factor = w.gets.p99_ms / without.p99_ms
+        found.append(
+            Target(
+                f"{n}: GetReplicas p99 c=16, against without",
+                f"<= {TARGET_GET_P99_FACTOR:.1f}x",
+                f"{ms(w.gets.p99_ms)} vs {ms(without.p99_ms)} ({factor:.2f}x)",
+                factor <= TARGET_GET_P99_FACTOR,
+            )
+        )
+    return found
+
+
+def render(results: Results) -> list[str]:
+    w = results.watchers
+    if w is None:
+        return []
+    p = w.propagation
+    without = results.get_replicas(16)[0]
+    gets = w.gets
+    return [
+        "",
+        f"## 6. {w.streams:,} WatchReplicas streams",
+        "",
+        f"{w.streams - w.cluster_wide:,} streams each on one of {w.namespaces} namespaces (one Deployment each), "
+        f"{w.cluster_wide} on all namespaces, over gRPC (100 streams per connection), while {w.rate:.0f} Deployments "
+        f"per second were scaled through the apiserver for {w.seconds:.0f} s ({w.changes:,} changes), with ghz "
+        "sending GetReplicas at c=16 meanwhile. Propagation: from just before the PATCH until each stream that must "
+        "see the change received it. Event-loop lag: the server's own `scalekeeper_event_loop_lag_seconds`, a 10 ms "
+        "timer's delay, over the run.",
+        "",
+        *table(
+            ["", "value"],
+            [
+                ["deliveries", f"{len(p):,} ({w.missing:,} missing, {w.aborted} streams ended early)"],
+                ["propagation p50 / p99 / worst", f"{ms(p.p50)} / {ms(p.p99)} / {ms(p.worst)}"],
+                [
+                    "GetReplicas c=16 with the streams: req/s, p99, CPU/call",
+                    f"{gets.rps:,.0f}, {ms(gets.p99_ms)}, {cpu(gets)}" if gets else "n/a",
+                ],
+                [
+                    "GetReplicas c=16 without (section 1): req/s, p99, CPU/call",
+                    f"{without.rps:,.0f}, {ms(without.p99_ms)}, {cpu(without)}" if without else "n/a",
+                ],
+                ["event-loop lag samples", f"{w.lag_samples:,}"],
+                ["of which later than 20 ms", f"{w.lag_over_20ms:,} (largest bucket reached: {w.lag_worst_bucket})"],
+            ],
+        ),
+    ]

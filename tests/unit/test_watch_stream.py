@@ -153,3 +153,17 @@ def test_each_change_is_built_and_serialized_once_for_every_stream() -> None:
     [(_, change)] = feed.log.read(0, 10)
     assert change.wire is change.wire
     assert pb.ReplicasEvent.FromString(change.wire) == change.message
+
+
+def test_the_api_view_is_built_once_per_change_and_follows_both_kinds() -> None:
+    feed = feed_with(1)
+    key = ("ns-0000", "d-000000")
+    first = feed.replicas(key)
+    assert first is not None
+    assert feed.replicas(key) is first  # no change, no new message
+    feed.scales.apply(EventType.ADDED, scale(key, 7))
+    managed = feed.replicas(key)
+    assert managed is not None
+    assert (managed.managed, managed.desired_replicas) == (True, 7)
+    feed.deployments.apply(EventType.DELETED, deployment(key, 1))
+    assert feed.replicas(key) is None

@@ -58,6 +58,9 @@ class ReplicasFeed:
         self.deployments = deployments
         self.scales = scales
         self.log: ChangeLog[ReplicasChange] = ChangeLog(capacity)
+        # The newest change per Deployment: its ``Replicas`` is the API view as the cache holds it now,
+        # built once per object version and shared by every GetReplicas until the next change.
+        self._latest: dict[Key, ReplicasChange] = {}
         self._remove_handlers = [deployments.add_handler(self._on_deployment), scales.add_handler(self._on_scale)]
 
     def close(self) -> None:
@@ -67,17 +70,38 @@ class ReplicasFeed:
         self._remove_handlers = []
         self.log.close()
 
+    def replicas(self, key: Key) -> pb.Replicas | None:
+        """The API view of the Deployment ``key``; shared, so callers must not modify it."""
+        change = self._latest.get(key)
+        if change is None:
+            deployment = self.deployments.get(key)
+            if deployment is None:
+                return None
+            # Listed before the feed subscribed (not the case in the server, which builds it first).
+            change = self._remember(ReplicasChange.of(pb.ReplicasEvent.ADDED, deployment, self.scales.get(key)))
+        return change.message.replicas
+
     def current(self, deployment: DeploymentView) -> ReplicasChange:
         """The ADDED event for ``deployment`` as the cache holds it now."""
         return ReplicasChange.of(pb.ReplicasEvent.ADDED, deployment, self.scales.get(deployment.key))
 
+    def _remember(self, change: ReplicasChange) -> ReplicasChange:
+        self._latest[change.key] = change
+        return change
+
     def _on_deployment(self, event: EventType, old: DeploymentView | None, new: DeploymentView | None) -> None:
         deployment = new or old
-        if deployment is not None:
-            self.log.append(ReplicasChange.of(_EVENT_TYPES[event], deployment, self.scales.get(deployment.key)))
+        if deployment is None:
+            return
+        change = ReplicasChange.of(_EVENT_TYPES[event], deployment, self.scales.get(deployment.key))
+        if event is EventType.DELETED:
+            self._latest.pop(deployment.key, None)
+        else:
+            self._remember(change)
+        self.log.append(change)
 
     def _on_scale(self, _event: EventType, old: ScaleView | None, new: ScaleView | None) -> None:
         scale = new or old
         deployment = self.deployments.get(scale.key) if scale is not None else None
         if deployment is not None:
-            self.log.append(ReplicasChange.of(pb.ReplicasEvent.MODIFIED, deployment, new))
+            self.log.append(self._remember(ReplicasChange.of(pb.ReplicasEvent.MODIFIED, deployment, new)))

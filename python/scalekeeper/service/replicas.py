@@ -61,14 +61,17 @@ class ReplicaService:
     def _deployment(self, key: Key) -> DeploymentView:
         deployment = self._cache.deployments.get(key)
         if deployment is None:
-            raise ServiceError(Code.NOT_FOUND, f"Deployment {key[0]}/{key[1]} not found")
+            raise _not_found(key)
         return deployment
 
     async def get_replicas(self, caller: Identity, request: pb.GetReplicasRequest) -> pb.Replicas:
         self._authorizer.authorize(caller, Permission.READ, "GetReplicas")
         key = validation.namespace(request.namespace), validation.deployment_name(request.name)
         self._require_ready()
-        return to_replicas(self._deployment(key), self._cache.scales.get(key))
+        replicas = self._feed.replicas(key)
+        if replicas is None:
+            raise _not_found(key)
+        return replicas
 
     async def set_replicas(self, caller: Identity, request: pb.SetReplicasRequest) -> pb.Replicas:
         self._authorizer.authorize(caller, Permission.WRITE, "SetReplicas")
@@ -128,3 +131,7 @@ class ReplicaService:
         stream = WatchStream(self._feed, namespace, self._watchers.discard)
         self._watchers.add(stream)
         return stream
+
+
+def _not_found(key: Key) -> ServiceError:
+    return ServiceError(Code.NOT_FOUND, f"Deployment {key[0]}/{key[1]} not found")
