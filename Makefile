@@ -56,11 +56,11 @@ run: venv tools ## the server on $$KUBECONFIG's cluster, else on a local control
 	$(DEV) run
 
 .PHONY: cluster-up
-cluster-up: venv ## start etcd + kube-apiserver in the background; admin kubeconfig in .dev/kubeconfig
+cluster-up: venv ## start the local cluster (control plane + KWOK nodes) in the background; kubeconfig in .dev/kubeconfig
 	$(DEV) cluster-up
 
 .PHONY: cluster-down
-cluster-down: venv ## stop the background control plane
+cluster-down: venv ## stop the background cluster and remove its files (.dev/cluster)
 	$(DEV) cluster-down
 
 .PHONY: proto
