@@ -94,8 +94,9 @@ test: venv ## lint, unit tests, integration tests, then the fault and fuzz tests
 
 # --- Benchmarks and reliability ---
 # Both start their own etcd + kube-apiserver (like the integration tests).
-# `make bench` takes ~8 minutes and rewrites docs/benchmarks.md; targets are
-# reported there, never asserted. BENCH_ARGS: e.g. --duration=5s --scale-namespaces=0.
+# `make bench` takes ~30 minutes (most of it creating 100,000 Deployments) and
+# rewrites docs/benchmarks.md; targets are reported there, never asserted.
+# BENCH_ARGS: e.g. --duration=5s --scale-namespaces=100 --watchers=0 --no-cluster.
 BENCH_ARGS ?=
 
 .PHONY: bench

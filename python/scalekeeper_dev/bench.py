@@ -58,6 +58,7 @@ from scalekeeper_dev import (  # noqa: E402
 from scalekeeper_dev.bench_env import REPO, BareServer, Certs, Scalekeeper, describe_machine, rss_mib  # noqa: E402
 from scalekeeper_dev.bench_load import Ghz  # noqa: E402
 from scalekeeper_dev.bench_report import MB, SMALL_NAMES, SMALL_NAMESPACE, Results, Target, log, ms, table  # noqa: E402
+from scalekeeper_dev.components import Components  # noqa: E402
 from scalekeeper_dev.controlplane import ControlPlane  # noqa: E402
 
 # Rendered in this order; each contributes its section and its targets.
@@ -66,13 +67,9 @@ SECTIONS = (bench_reads, bench_apiserver, bench_changes, bench_scale, bench_watc
 
 async def setup_small(kube: KubeClient) -> None:
     log("setup: namespaces and Deployments for sections 1-4")
-    for namespace, names in (
-        (SMALL_NAMESPACE, SMALL_NAMES),
-        (bench_changes.WATCH_NAMESPACE, bench_changes.WATCH_NAMES),
-        (bench_changes.RECONCILE_NAMESPACE, ["warm-up", *bench_changes.RECONCILE_NAMES]),
-    ):
-        await bench_scale.create_namespace(kube, namespace)
-        await bench_scale.create_deployments(kube, namespace, names)
+    await bench_scale.create_namespace(kube, SMALL_NAMESPACE)
+    await bench_scale.create_deployments(kube, SMALL_NAMESPACE, SMALL_NAMES)
+    await bench_changes.setup(kube)
 
 
 async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path, results: Results, ghz: Ghz) -> None:
@@ -216,6 +213,18 @@ def _workdir(path: str | None) -> Iterator[Path]:
             print(f"logs kept in {directory}", file=sys.stderr)
 
 
+def _install_crd(plane: ControlPlane) -> None:
+    from kubernetes import config
+
+    from scalekeeper_dev.crd import install_crd
+
+    admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
+    try:
+        install_crd(admin)
+    finally:
+        admin.close()
+
+
 def _counts(value: str) -> list[int]:
     return [int(part) for part in value.split(",") if part.strip() and int(part)]
 
@@ -232,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-per-namespace", type=int, default=100)
     parser.add_argument("--watchers", type=int, default=1000, help="section 6: concurrent WatchReplicas (0 skips)")
     parser.add_argument("--watcher-namespaces", type=int, default=100, help="section 6: namespaces watched")
+    parser.add_argument(
+        "--cluster",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sections 3 and 4 again with kube-controller-manager, kube-scheduler and KWOK",
+    )
     parser.add_argument("--skip-latency", action="store_true", help="skip sections 3 and 4")
     parser.add_argument("--workdir", help="keep logs, certificates and profiles here (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -243,17 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     with _workdir(args.workdir) as workdir:
         ghz = Ghz(tools["ghz"], Certs.create(workdir / "certs"), workdir / "ghz-data")
         log(f"starting etcd and kube-apiserver (workdir {workdir})")
-        with ControlPlane(workdir / "control-plane") as plane:
-            from kubernetes import config
-
-            from scalekeeper_dev.crd import install_crd
-
-            admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
-            try:
-                install_crd(admin)
-            finally:
-                admin.close()
+        # The apiserver alone: nothing acts on 100,000 Deployments but scalekeeper.
+        with ControlPlane(workdir / "control-plane", components=Components.APISERVER) as plane:
+            _install_crd(plane)
             asyncio.run(run(args, plane, workdir, results, ghz))
+        if args.cluster and not args.skip_latency:
+            log("starting a control plane with kube-controller-manager, kube-scheduler and KWOK")
+            with ControlPlane(workdir / "cluster", components=Components.CLUSTER) as plane:
+                _install_crd(plane)
+                asyncio.run(bench_changes.measure_on_cluster(results, plane, ghz.certs, workdir, args.changes))
         results.elapsed_s = time.perf_counter() - started
         results.load_average_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
         results.notes += bench_reads.notes(results)

@@ -4,24 +4,29 @@
    the new count arrives on a WatchReplicas stream and in GetReplicas.
 4. Reconcile (SetReplicas until the apiserver's own watch shows the new
    spec.replicas) and drift revert (a direct /scale until it is put back).
-The measurements themselves are in ``bench_latency``.
+Both run twice: on the apiserver alone (with the other sections), and on a
+control plane that also runs kube-controller-manager, kube-scheduler and
+KWOK nodes, where every scale also rolls Pods and writes Deployment status,
+as on a real cluster. The measurements themselves are in ``bench_latency``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import grpc
 
-from scalekeeper.kube.client import KubeClient
+from scalekeeper.kube.client import KubeClient, connect
 from scalekeeper.kube.resources import DEPLOYMENTS
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
-from scalekeeper_dev import bench_latency
+from scalekeeper_dev import bench_latency, bench_scale
 from scalekeeper_dev.bench_env import BenchError, Certs, Scalekeeper
 from scalekeeper_dev.bench_latency import Samples
 from scalekeeper_dev.bench_report import Results, Target, log, ms, table
+from scalekeeper_dev.controlplane import ControlPlane
 
 WATCH_NAMESPACE = "bench-watch"
 WATCH_NAMES = [f"watched-{i:02d}" for i in range(20)]
@@ -29,6 +34,29 @@ RECONCILE_NAMESPACE = "bench-reconcile"
 RECONCILE_NAMES = [f"managed-{i:02d}" for i in range(20)]
 TARGET_WATCH_P99_MS = 100.0
 TARGET_RECONCILE_P99_MS = 250.0
+
+
+async def setup(kube: KubeClient) -> None:
+    for namespace, names in ((WATCH_NAMESPACE, WATCH_NAMES), (RECONCILE_NAMESPACE, ["warm-up", *RECONCILE_NAMES])):
+        await bench_scale.create_namespace(kube, namespace)
+        await bench_scale.create_deployments(kube, namespace, names)
+
+
+async def measure_on_cluster(results: Results, plane: ControlPlane, certs: Certs, workdir: Path, changes: int) -> None:
+    """Sections 3 and 4 again, on ``plane`` (which runs the controllers, the scheduler and KWOK)."""
+    log("3-4 again on a control plane with kube-controller-manager, kube-scheduler and KWOK")
+    kube = await connect(plane.kubeconfig)
+    server = Scalekeeper(plane.kubeconfig, certs, workdir / "scalekeeper-cluster.log", ("--lease-name=bench-cluster",))
+    try:
+        await setup(kube)
+        server.start()
+        server.wait_ready()
+        on_cluster = Results()
+        await measure(on_cluster, kube, server, certs, changes)
+        results.cluster_propagation, results.cluster_reconcile = on_cluster.propagation, on_cluster.reconcile
+    finally:
+        server.stop()
+        await kube.close()
 
 
 async def _wait_reconciled(kube: KubeClient, namespace: str, name: str, replicas: int, timeout: float) -> None:
@@ -95,18 +123,11 @@ def render(results: Results) -> list[str]:
             "(timed from just before the PATCH) until the new count arrived on a WatchReplicas stream, and until "
             "GetReplicas (polled every millisecond) returned it.",
             "",
-            *table(
-                ["until visible in", *header[1:]],
-                _rows(
-                    (
-                        ("WatchReplicas stream", p.watch),
-                        ("GetReplicas", p.get),
-                        ("(the PATCH itself returned)", p.apiserver_write),
-                        ("WatchReplicas, timed from the PATCH's answer", p.watch_after_write),
-                    )
-                ),
-            ),
+            *table(["until visible in", *header[1:]], _propagation_rows(p, "")),
         ]
+        if results.cluster_propagation is not None:
+            out += _rows_table_note("3")
+            out += table(["until visible in", *header[1:]], _propagation_rows(results.cluster_propagation, ", cluster"))
     if results.reconcile is not None:
         r = results.reconcile
         out += [
@@ -119,4 +140,31 @@ def render(results: Results) -> list[str]:
             "",
             *table(header, _rows((("reconcile", r.reconcile), ("drift revert", r.drift_revert)))),
         ]
+        c = results.cluster_reconcile
+        if c is not None:
+            out += _rows_table_note("4")
+            out += table(
+                header, _rows((("reconcile, cluster", c.reconcile), ("drift revert, cluster", c.drift_revert)))
+            )
     return out
+
+
+def _propagation_rows(p: bench_latency.PropagationResult, suffix: str) -> list[list[str]]:
+    return _rows(
+        (
+            (f"WatchReplicas stream{suffix}", p.watch),
+            (f"GetReplicas{suffix}", p.get),
+            (f"(the PATCH itself returned){suffix}", p.apiserver_write),
+            (f"WatchReplicas, timed from the PATCH's answer{suffix}", p.watch_after_write),
+        )
+    )
+
+
+def _rows_table_note(section: str) -> list[str]:
+    return [
+        "",
+        f"The same as section {section}, on a second control plane that also runs kube-controller-manager, "
+        "kube-scheduler and KWOK fake nodes (`ControlPlane(components=Components.CLUSTER)`), so that each scale also "
+        "creates or deletes Pods and the Deployment's status changes as on a real cluster:",
+        "",
+    ]

@@ -9,10 +9,11 @@ mirror's GetReplicas (``bench_http``), both as server CPU per call.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 
-from scalekeeper_dev.bench_env import BareServer, Scalekeeper
+from scalekeeper_dev.bench_env import BareServer, Scalekeeper, cpu_seconds
 from scalekeeper_dev.bench_load import Ghz
 from scalekeeper_dev.bench_report import (
     SMALL_NAMESPACE,
@@ -46,6 +47,7 @@ async def measure(
     get_name, get_load = workloads["GetReplicas"]
     for target in (server.target, bare.target):  # warm-up: connections, caches, the interpreter's dicts
         await ghz_run(ghz, target, "GetReplicas", get_load, concurrency=16, duration="2s", data_name=get_name)
+    results.idle_cpu_ms_per_s = (await _idle_cpu(server.pid), await _idle_cpu(bare.pid))
     for method, (data_name, messages) in workloads.items():
         for concurrency in CONCURRENCIES:
             log(f"1. {method} at concurrency {concurrency}")
@@ -79,6 +81,12 @@ async def measure_quiet_log(
     finally:
         quiet.stop()
         results.server_argv = argv  # the report shows the default flags
+
+
+async def _idle_cpu(pid: int, seconds: float = 5.0) -> float:
+    before = cpu_seconds(pid)
+    await asyncio.sleep(seconds)  # the window measured
+    return (cpu_seconds(pid) - before) * 1000 / seconds
 
 
 def targets(results: Results) -> list[Target]:
@@ -172,7 +180,9 @@ def render(results: Results) -> list[str]:
         "",
         "CPU/call: the server process's CPU time (user + system, `/proc/<pid>/stat`) over the run divided by OK "
         "calls; the lowest of the repeats. It is steadier than req/s on a shared machine, since time spent waiting "
-        "for a core is not counted.",
+        "for a core is not counted. It includes what each server does with no call in flight: "
+        f"{results.idle_cpu_ms_per_s[0]:.1f} ms of CPU per second for scalekeeper (cache, controller and Lease, "
+        f"health, timers), {results.idle_cpu_ms_per_s[1]:.1f} ms for the bare server, measured over 5 s idle.",
     ]
     if results.quiet_log is not None:
         q = results.quiet_log

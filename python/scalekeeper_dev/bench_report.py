@@ -47,11 +47,16 @@ class Results:
     # (method, concurrency) -> (scalekeeper, bare grpcio)
     load: dict[tuple[str, int], tuple[LoadResult, LoadResult]] = field(default_factory=dict)
     http_get: LoadResult | None = None
+    # CPU ms per second each server uses with no call in flight (scalekeeper: cache, controller, health, timers).
+    idle_cpu_ms_per_s: tuple[float, float] = (math.nan, math.nan)
     quiet_log: LoadResult | None = None
     apiserver_delta: dict[tuple[str, str], float] = field(default_factory=dict)
     reads_for_delta: int = 0
     propagation: PropagationResult | None = None
     reconcile: ReconcileResult | None = None
+    # The same two measurements on a control plane with kube-controller-manager, kube-scheduler and KWOK.
+    cluster_propagation: PropagationResult | None = None
+    cluster_reconcile: ReconcileResult | None = None
     small_ready_s: float = math.nan
     small_rss_mb: float = math.nan
     scale: ScaleResult | None = None
