@@ -22,11 +22,12 @@ CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 # namespace: (apiGroup, resource) -> verbs. The chart must grant exactly this.
 WATCH_PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     # Exactly the calls the code makes: the reflectors list and watch; SetReplicas
-    # creates (POST, or an apply that creates) and patches (apply, merge patch);
+    # creates (POST, or an apply that creates), patches (apply, merge patch) and gets
+    # (a conditional write whose expected version the cache does not show yet);
     # the controller PUTs /scale, merge-patches /status, POSTs Events and patches their series count.
     ("apps", "deployments"): frozenset({"list", "watch"}),
     ("apps", "deployments/scale"): frozenset({"update"}),
-    ("scalekeeper.dev", "deploymentscales"): frozenset({"list", "watch", "create", "patch"}),
+    ("scalekeeper.dev", "deploymentscales"): frozenset({"get", "list", "watch", "create", "patch"}),
     ("scalekeeper.dev", "deploymentscales/status"): frozenset({"patch"}),
     ("autoscaling", "horizontalpodautoscalers"): frozenset({"list", "watch"}),
     ("events.k8s.io", "events"): frozenset({"create", "patch"}),

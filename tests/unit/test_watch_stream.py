@@ -24,7 +24,18 @@ def deployment(key: Key, replicas: int) -> DeploymentView:
 
 
 def scale(key: Key, desired: int) -> ScaleView:
-    return ScaleView(key[0], key[1], str(desired), 1, desired, 0, 0, 0, ())
+    return ScaleView(
+        namespace=key[0],
+        name=key[1],
+        uid=f"uid-{key[1]}",
+        resource_version=str(desired),
+        generation=1,
+        desired_replicas=desired,
+        observed_generation=0,
+        status_replicas=0,
+        status_ready_replicas=0,
+        conditions=(),
+    )
 
 
 def feed_with(count: int, capacity: int = 1_000_000) -> ReplicasFeed:

@@ -73,7 +73,7 @@ anything, or updates a Deployment except through its scale subresource.
   verbs: ["update"]
 - apiGroups: ["scalekeeper.dev"]
   resources: ["deploymentscales"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["scalekeeper.dev"]
   resources: ["deploymentscales/status"]
   verbs: ["patch"]

@@ -61,6 +61,7 @@ class ScaleView:
 
     namespace: str
     name: str
+    uid: str
     resource_version: str
     generation: int
     desired_replicas: int
@@ -82,6 +83,7 @@ class ScaleView:
         return cls(
             namespace=metadata["namespace"],
             name=metadata["name"],
+            uid=metadata.get("uid", ""),
             resource_version=metadata.get("resourceVersion", ""),
             generation=int(metadata.get("generation", 0)),
             desired_replicas=int(spec.get("replicas", 0)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from scalekeeper.cache.projections import DeploymentView, ScaleView
+from scalekeeper.service.versions import desired_version
 from scalekeeper.v1 import replicas_pb2 as pb
 
 
@@ -15,7 +16,7 @@ def fill_replicas(replicas: pb.Replicas, deployment: DeploymentView, scale: Scal
     replicas.ready_replicas = deployment.ready_replicas
     replicas.available_replicas = deployment.available_replicas
     replicas.managed = scale is not None
-    replicas.resource_version = scale.resource_version if scale else ""
+    replicas.desired_version = desired_version(scale)
     replicas.deployment_resource_version = deployment.resource_version
     condition = scale.condition("Ready") if scale else None
     if condition is not None:

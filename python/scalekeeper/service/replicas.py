@@ -7,11 +7,13 @@ import logging
 from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.cache.projections import DeploymentView, Key
 from scalekeeper.errors import Code, ServiceError
+from scalekeeper.kube.resources import DEPLOYMENT_SCALES
 from scalekeeper.service import paging, validation
 from scalekeeper.service.api_view import fill_replicas, to_replicas
 from scalekeeper.service.authz import Authorizer, Identity, Permission
-from scalekeeper.service.desired_state import DesiredStateWriter
+from scalekeeper.service.desired_state import CRD_MISSING, DesiredStateWriter
 from scalekeeper.service.feed import ReplicasFeed
+from scalekeeper.service.versions import DesiredVersion
 from scalekeeper.service.watch import WatchStream
 from scalekeeper.v1 import replicas_pb2 as pb
 
@@ -76,11 +78,17 @@ class ReplicaService:
     async def set_replicas(self, caller: Identity, request: pb.SetReplicasRequest) -> pb.Replicas:
         self._authorizer.authorize(caller, Permission.WRITE, "SetReplicas")
         key = validation.namespace(request.namespace), validation.deployment_name(request.name)
+        if not request.HasField("replicas"):
+            raise ServiceError(Code.INVALID_ARGUMENT, "replicas is required; to scale to zero, send 0 explicitly")
         replicas = validation.replicas(request.replicas, self._max_replicas)
-        expected = request.expected_resource_version if request.HasField("expected_resource_version") else None
-        if expected:
-            validation.resource_version(expected)
+        expected = (
+            DesiredVersion.parse(request.expected_desired_version)
+            if request.HasField("expected_desired_version")
+            else None
+        )
         self._require_ready()
+        if not self._cache.serves(DEPLOYMENT_SCALES):
+            raise ServiceError(Code.FAILED_PRECONDITION, CRD_MISSING)
         deployment = self._deployment(key)
         hpa = self._cache.hpa_targeting(key)
         if hpa is not None:
@@ -89,7 +97,7 @@ class ReplicaService:
                 f"HorizontalPodAutoscaler {hpa.namespace}/{hpa.name} scales this Deployment; "
                 "change the HPA's bounds or delete it first",
             )
-        scale = await self._desired_state.write(*key, replicas, expected)
+        scale = await self._desired_state.write(*key, replicas, expected, self._cache.scales.get(key))
         log.info(
             "desired replicas set",
             extra={"identity": str(caller), "namespace": key[0], "deployment": key[1], "replicas": replicas},

@@ -26,8 +26,10 @@ from grpc_reflection.v1alpha import reflection
 from scalekeeper.service.authz import Identity
 from scalekeeper.service.replicas import ReplicaService
 from scalekeeper.tls.reloading import ReloadingCertificates
-from scalekeeper.transport.calls import CallRecord, invalid_argument, names_from_grpc_auth_context
+from scalekeeper.transport.accounting import CallRecord
+from scalekeeper.transport.failures import invalid_argument
 from scalekeeper.transport.grpc_tls import grpc_server_credentials
+from scalekeeper.transport.identity import names_from_grpc_auth_context
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
 
@@ -100,7 +102,7 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
             record.finish("OK")
             return response
         # Outside the try: abort() raises, and that must not be classified again.
-        await context.abort(grpc.StatusCode[failure.code], failure.message)
+        await context.abort(grpc.StatusCode[failure.code.name], failure.message)
         raise AssertionError("unreachable: abort() raises")
 
     async def GetReplicas(self, request: pb.GetReplicasRequest, context: grpc.aio.ServicerContext) -> pb.Replicas:
@@ -136,7 +138,7 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
             # The service closed the stream (shutdown): end it with OK.
             record.finish("OK")
         if failure is not None:
-            await context.abort(grpc.StatusCode[failure.code], failure.message)
+            await context.abort(grpc.StatusCode[failure.code.name], failure.message)
 
 
 class _HealthServicer(health.aio.HealthServicer):

@@ -1,0 +1,146 @@
+"""Turning HTTP requests into the service's messages, strictly.
+
+The HTTP mirror takes exactly what the API documents, and refuses the rest
+with INVALID_ARGUMENT before anything runs:
+
+- **Bodies** are read whole, whatever the framing (Content-Length or chunked,
+  in any number of TCP segments or TLS records), up to ``MAX_BODY_BYTES``;
+  more is RESOURCE_EXHAUSTED (413).
+- **JSON** is strict: no ``NaN``/``Infinity``, no duplicate keys (which of two
+  ``replicas`` would count?), no number literal longer than any field takes,
+  no nesting that would exhaust the parser's stack.
+- **The SetReplicas body** is ``{"replicas": <JSON integer>}`` plus an optional
+  ``expectedDesiredVersion`` string (protobuf JSON's ``expected_desired_version``
+  spelling too). Protobuf JSON's leniencies are refused on purpose: it reads
+  ``null`` as "the default", i.e. 0 replicas, and accepts ``"3"`` and ``3.0``;
+  for a call that scales Deployments, a body that is not plainly a count must
+  change nothing.
+- **Query parameters** are only the route's own, each at most once; integers
+  are ASCII decimals within int32 (``int()`` alone would take ``" 1_0 "``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection
+from typing import Any
+
+from aiohttp import web
+
+from scalekeeper.errors import Code, ServiceError
+from scalekeeper.transport.failures import invalid_argument
+from scalekeeper.v1 import replicas_pb2 as pb
+
+MAX_BODY_BYTES = 64 * 1024
+# Longer integer literals than int32 ever needs are refused before Python converts them.
+_MAX_INTEGER_DIGITS = 20
+_INT32 = range(-(2**31), 2**31)
+_DECIMAL = re.compile(r"-?[0-9]{1,20}")
+_VERSION_FIELDS = ("expectedDesiredVersion", "expected_desired_version")
+_SET_FIELDS = frozenset({"replicas", *_VERSION_FIELDS})
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, however it was framed; RESOURCE_EXHAUSTED past ``MAX_BODY_BYTES``."""
+    try:
+        # Reads to the end of the body (Content-Length or chunked), bounded by client_max_size.
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ServiceError(
+            Code.RESOURCE_EXHAUSTED, f"the body is larger than {MAX_BODY_BYTES} bytes", http_status=413
+        ) from None
+
+
+def _integer(literal: str) -> int:
+    if len(literal.lstrip("-")) > _MAX_INTEGER_DIGITS:
+        raise ValueError(f"the number {literal[:20]}... has more digits than any field takes")
+    return int(literal)
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"the key {key[:40]!r} appears twice")
+        result[key] = value
+    return result
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, parse_int=_integer, parse_constant=_constant, object_pairs_hook=_object)
+    except RecursionError:
+        raise invalid_argument("the body is not valid JSON: it is nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise invalid_argument(f"the body is not valid JSON: {error}") from None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return "a number with a fraction or exponent"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def set_request(namespace: str, name: str, body: Any) -> pb.SetReplicasRequest:
+    """SetReplicasRequest from the path (which names the Deployment) and a parsed JSON body."""
+    if not isinstance(body, dict):
+        raise invalid_argument('the body must be a JSON object like {"replicas": 3}')
+    unknown = sorted(set(body) - _SET_FIELDS)
+    if unknown:
+        raise invalid_argument(f"unknown field(s) {', '.join(unknown)}; expected replicas, expectedDesiredVersion")
+    if "replicas" not in body:
+        raise invalid_argument('replicas is required, e.g. {"replicas": 3}')
+    replicas = body["replicas"]
+    if type(replicas) is not int:
+        raise invalid_argument(f"replicas must be a JSON integer, got {_kind(replicas)}")
+    if replicas not in _INT32:
+        raise invalid_argument(f"replicas must be a 32-bit integer, got {replicas}")
+    request = pb.SetReplicasRequest(namespace=namespace, name=name, replicas=replicas)
+    given = [field for field in _VERSION_FIELDS if field in body]
+    if len(given) > 1:
+        raise invalid_argument("give expectedDesiredVersion once, in one spelling")
+    if given:
+        expected = body[given[0]]
+        if not isinstance(expected, str):
+            raise invalid_argument(
+                f"{given[0]} must be a string, got {_kind(expected)}; leave it out for last-write-wins"
+            )
+        request.expected_desired_version = expected
+    return request
+
+
+def query(request: web.Request, allowed: Collection[str]) -> dict[str, str]:
+    """The query parameters, refusing unknown and repeated ones."""
+    parameters: dict[str, str] = {}
+    for key, value in request.query.items():
+        if key not in allowed:
+            expected = ", ".join(sorted(allowed)) or "none"
+            raise invalid_argument(f"unknown query parameter {key[:40]!r}; this route takes: {expected}")
+        if key in parameters:
+            raise invalid_argument(f"query parameter {key} is given more than once")
+        parameters[key] = value
+    return parameters
+
+
+def int32_parameter(parameters: dict[str, str], name: str) -> int:
+    """An optional integer query parameter (absent or empty: 0)."""
+    raw = parameters.get(name, "")
+    if raw == "":
+        return 0
+    if not _DECIMAL.fullmatch(raw):
+        raise invalid_argument(f"{name} must be a decimal integer, got {raw[:40]!r}")
+    value = int(raw)
+    if value not in _INT32:
+        raise invalid_argument(f"{name} must be a 32-bit integer, got {raw}")
+    return value
