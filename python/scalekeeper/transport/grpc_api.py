@@ -29,7 +29,7 @@ from scalekeeper.tls.reloading import ReloadingCertificates
 from scalekeeper.transport.accounting import CallRecord
 from scalekeeper.transport.failures import invalid_argument
 from scalekeeper.transport.grpc_tls import grpc_server_credentials
-from scalekeeper.transport.identity import names_from_grpc_auth_context
+from scalekeeper.transport.identity import grpc_identity
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
 
@@ -45,7 +45,7 @@ Resp = TypeVar("Resp", bound=Message)
 
 
 def identity_of(context: grpc.aio.ServicerContext) -> Identity:
-    return Identity(names=names_from_grpc_auth_context(context.auth_context()))
+    return grpc_identity(context.auth_context())
 
 
 class _Undecodable:
@@ -90,7 +90,7 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
         handler: Callable[[Identity, Req], Awaitable[Resp]],
     ) -> Resp:
         identity = identity_of(context)
-        record = CallRecord(TRANSPORT, method, str(identity))
+        record = CallRecord(TRANSPORT, method, identity.label)
         try:
             response = await handler(identity, _decoded(request))
         except asyncio.CancelledError:
@@ -121,7 +121,7 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
     ) -> AsyncIterator[bytes]:
         """Yields each event already serialized: the feed serializes it once for every stream."""
         identity = identity_of(context)
-        record = CallRecord(TRANSPORT, "WatchReplicas", str(identity))
+        record = CallRecord(TRANSPORT, "WatchReplicas", identity.label)
         failure = None
         try:
             with self._service.open_watch(identity, _decoded(request)) as stream:

@@ -42,7 +42,7 @@ from scalekeeper.transport.http_requests import (
     read_body,
     set_request,
 )
-from scalekeeper.transport.identity import names_from_peercert
+from scalekeeper.transport.identity import http_identity
 from scalekeeper.v1 import replicas_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def error_response(failure: Failure) -> web.Response:
 def identity_of(request: web.Request) -> Identity:
     transport = request.transport
     peercert = transport.get_extra_info("peercert") if transport is not None else None
-    return Identity(names=names_from_peercert(peercert))
+    return http_identity(peercert)
 
 
 class HttpApi:
