@@ -168,16 +168,19 @@ async def run(
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=120)
         lag_before = _lag(await asyncio.to_thread(server_metrics))
         gets = asyncio.create_task(ghz_get(f"{int(seconds)}s"))
-        replicas = 1
-        started = time.perf_counter()
+        started, second = time.perf_counter(), 0
         while time.perf_counter() - started < seconds:
-            replicas += 1
-            for i in range(int(rate)):
-                namespace = namespaces(namespace_count)[(result.changes + i) % namespace_count]
+            # Each second, ``rate`` changes at once; every change a new count, so none is a no-op.
+            batch = []
+            for _ in range(int(rate)):
+                result.changes += 1
+                namespace = namespaces(namespace_count)[result.changes % namespace_count]
+                replicas = result.changes + 1
                 expect.expect(namespace, replicas, watchers_per_namespace[namespace])
-                await scale_directly(kube, namespace, DEPLOYMENT, replicas)
-            result.changes += int(rate)
-            await asyncio.sleep(max(0.0, started + (replicas - 1) - time.perf_counter()))
+                batch.append(scale_directly(kube, namespace, DEPLOYMENT, replicas))
+            await asyncio.gather(*batch)
+            second += 1
+            await asyncio.sleep(max(0.0, started + second - time.perf_counter()))
         result.gets = await gets
         # Let the last changes arrive (bounded), then read the lag over the whole run.
         with contextlib.suppress(TimeoutError):
