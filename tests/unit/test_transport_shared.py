@@ -138,3 +138,17 @@ def test_identities_are_remembered_by_certificate_fields_never_mixed() -> None:
     cert = {"subjectAltName": (("URI", "spiffe://scalekeeper.dev/reader"),), "subject": ((("commonName", "reader"),),)}
     assert http_identity(cert).names == grpc_identity(reader).names
     assert http_identity(None).names == frozenset()
+
+
+def test_a_shared_reply_is_encoded_once_and_never_confused_with_another() -> None:
+    from scalekeeper.transport.http_api import _EncodedReplies
+    from scalekeeper.v1 import replicas_pb2 as pb
+
+    replies = _EncodedReplies(size=2)
+    first, second = pb.Replicas(name="a", spec_replicas=1), pb.Replicas(name="b", spec_replicas=2)
+    body = replies.body(first)
+    assert replies.body(first) is body
+    assert json.loads(body)["name"] == "a"
+    assert json.loads(replies.body(second))["specReplicas"] == 2
+    replies.body(pb.Replicas(name="c"))  # evicts the oldest
+    assert json.loads(replies.body(first))["name"] == "a"

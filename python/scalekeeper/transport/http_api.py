@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -68,16 +69,43 @@ def identity_of(request: web.Request) -> Identity:
     return http_identity(peercert)
 
 
+class _EncodedReplies:
+    """JSON of the shared, never-modified ``Replicas`` GetReplicas returns (one per object version), encoded once.
+
+    Keyed by the message's id while holding the message itself, so that an id
+    cannot be reused by another object while its entry lives.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: OrderedDict[int, tuple[Message, bytes]] = OrderedDict()
+
+    def body(self, message: Message) -> bytes:
+        entry = self._entries.get(id(message))
+        if entry is not None and entry[0] is message:
+            self._entries.move_to_end(id(message))
+            return entry[1]
+        body = json.dumps(to_json(message), separators=(",", ":")).encode()
+        self._entries[id(message)] = (message, body)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return body
+
+
 class HttpApi:
     def __init__(self, service: ReplicaService) -> None:
         self._service = service
+        self._replies = _EncodedReplies()
 
     async def _call(
         self,
         request: web.Request,
         method: str,
         build: Callable[[], Awaitable[Message]],
+        *,
+        shared_reply: bool = False,
     ) -> web.Response:
+        """``shared_reply``: ``build`` returns a message shared across calls, whose JSON is worth keeping."""
         record = CallRecord(TRANSPORT, method, str(request[IDENTITY]))
         try:
             response = await build()
@@ -87,6 +115,8 @@ class HttpApi:
         except Exception as error:
             return error_response(record.fail(error))
         record.finish("OK")
+        if shared_reply:
+            return web.Response(body=self._replies.body(response), content_type="application/json")
         return web.json_response(to_json(response))
 
     async def list_deployments(self, request: web.Request) -> web.Response:
@@ -107,7 +137,7 @@ class HttpApi:
             message = pb.GetReplicasRequest(namespace=request.match_info["namespace"], name=request.match_info["name"])
             return await self._service.get_replicas(request[IDENTITY], message)
 
-        return await self._call(request, "GetReplicas", build)
+        return await self._call(request, "GetReplicas", build, shared_reply=True)
 
     async def set_replicas(self, request: web.Request) -> web.Response:
         async def build() -> Message:
