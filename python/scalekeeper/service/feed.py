@@ -72,13 +72,15 @@ class ReplicasFeed:
 
     def replicas(self, key: Key) -> pb.Replicas | None:
         """The API view of the Deployment ``key``; shared, so callers must not modify it."""
-        change = self._latest.get(key)
+        deployment = self.deployments.get(key)
+        return self.view(deployment) if deployment is not None else None
+
+    def view(self, deployment: DeploymentView) -> pb.Replicas:
+        """The API view of a cached Deployment; shared, so callers must not modify it."""
+        change = self._latest.get(deployment.key)
         if change is None:
-            deployment = self.deployments.get(key)
-            if deployment is None:
-                return None
-            # Listed before the feed subscribed (not the case in the server, which builds it first).
-            change = self._remember(ReplicasChange.of(pb.ReplicasEvent.ADDED, deployment, self.scales.get(key)))
+            # Listed before the feed subscribed (not the case in the server, which builds the feed first).
+            change = self._remember(self.current(deployment))
         return change.message.replicas
 
     def current(self, deployment: DeploymentView) -> ReplicasChange:

