@@ -54,5 +54,10 @@ EVENT_LOOP_LAG = Histogram(
     "How much later than due a 10 ms timer fired: the longest the event loop was blocked.",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5),
 )
+EVENT_LOOP_BUSY_LAG = Histogram(
+    "scalekeeper_event_loop_busy_lag_seconds",
+    "The part of that delay the event loop's thread spent running (a blocking step), not waiting for a core.",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5),
+)
 READY = Gauge("scalekeeper_ready", "1 when the API is ready to serve (same as /readyz), else 0.")
 TLS_RELOADS = Counter("scalekeeper_tls_reloads_total", "Server TLS files reloaded after a change.")
