@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 
@@ -178,3 +179,19 @@ def test_the_api_view_is_built_once_per_change_and_follows_both_kinds() -> None:
     assert (managed.managed, managed.desired_replicas) == (True, 7)
     feed.deployments.apply(EventType.DELETED, deployment(key, 1))
     assert feed.replicas(key) is None
+
+
+async def test_a_sleeping_namespace_stream_skips_churn_elsewhere_without_falling_behind() -> None:
+    feed = feed_with(2, capacity=10)
+    mine, other = ("ns-0000", "d-000000"), ("ns-0001", "d-000001")
+    stream = open_stream(feed, "ns-0000")
+    assert (await anext(stream)).key == mine
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)  # let it go to sleep on its namespace
+    for replicas in range(2, 40):  # far more than the ring holds, all in another namespace
+        feed.deployments.apply(EventType.MODIFIED, deployment(other, replicas))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    feed.deployments.apply(EventType.MODIFIED, deployment(mine, 7))
+    change = await asyncio.wait_for(waiting, timeout=5)
+    assert (change.key, change.message.replicas.spec_replicas) == (mine, 7)

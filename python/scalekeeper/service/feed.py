@@ -10,6 +10,8 @@ handler does O(1) work per change, however many streams are open.
 
 from __future__ import annotations
 
+import asyncio
+
 from scalekeeper.cache.changelog import ChangeLog
 from scalekeeper.cache.projections import DeploymentView, Key, ScaleView
 from scalekeeper.cache.store import EventType, Store
@@ -51,6 +53,16 @@ class ReplicasChange:
         return self._wire
 
 
+class _Wakeup:
+    """Set by the first change in a namespace after a stream of that namespace went to sleep."""
+
+    __slots__ = ("event", "first_seq")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.first_seq = 0
+
+
 class ReplicasFeed:
     def __init__(
         self, deployments: Store[DeploymentView], scales: Store[ScaleView], capacity: int = DEFAULT_CAPACITY
@@ -61,6 +73,11 @@ class ReplicasFeed:
         # The newest change per Deployment: its ``Replicas`` is the API view as the cache holds it now,
         # built once per object version and shared by every GetReplicas until the next change.
         self._latest: dict[Key, ReplicasChange] = {}
+        # Streams of one namespace sleep until a change in it, so that 900 of them do not all
+        # wake (and scan the log) for every change somewhere else; the last sequence per namespace
+        # tells a stream whether it may sleep at all.
+        self._wakeups: dict[str, _Wakeup] = {}
+        self._last_seq_in: dict[str, int] = {}
         self._remove_handlers = [deployments.add_handler(self._on_deployment), scales.add_handler(self._on_scale)]
 
     def close(self) -> None:
@@ -69,6 +86,32 @@ class ReplicasFeed:
             remove()
         self._remove_handlers = []
         self.log.close()
+        for wakeup in self._wakeups.values():
+            wakeup.event.set()
+        self._wakeups.clear()
+
+    async def wait_in(self, namespace: str, cursor: int) -> int:
+        """Return once a change in ``namespace`` after ``cursor`` exists (or the log closed).
+
+        Returns the cursor to read on from: just before the first such change,
+        skipping the changes elsewhere that happened while the stream slept.
+        """
+        if self._last_seq_in.get(namespace, 0) > cursor or self.log.closed:
+            return cursor
+        wakeup = self._wakeups.get(namespace)
+        if wakeup is None:
+            wakeup = self._wakeups[namespace] = _Wakeup()
+        await wakeup.event.wait()
+        return max(cursor, wakeup.first_seq - 1)
+
+    def _append(self, change: ReplicasChange) -> None:
+        seq = self.log.append(change)
+        namespace = change.key[0]
+        self._last_seq_in[namespace] = seq
+        wakeup = self._wakeups.pop(namespace, None)
+        if wakeup is not None:
+            wakeup.first_seq = seq
+            wakeup.event.set()
 
     def replicas(self, key: Key) -> pb.Replicas | None:
         """The API view of the Deployment ``key``; shared, so callers must not modify it."""
@@ -100,10 +143,10 @@ class ReplicasFeed:
             self._latest.pop(deployment.key, None)
         else:
             self._remember(change)
-        self.log.append(change)
+        self._append(change)
 
     def _on_scale(self, _event: EventType, old: ScaleView | None, new: ScaleView | None) -> None:
         scale = new or old
         deployment = self.deployments.get(scale.key) if scale is not None else None
         if deployment is not None:
-            self.log.append(self._remember(ReplicasChange.of(pb.ReplicasEvent.MODIFIED, deployment, new)))
+            self._append(self._remember(ReplicasChange.of(pb.ReplicasEvent.MODIFIED, deployment, new)))

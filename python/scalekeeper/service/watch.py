@@ -84,7 +84,10 @@ class WatchStream:
                     Code.ABORTED, "the watch fell too far behind; watch again to get the full state"
                 ) from None
             if not batch:
-                await log.wait_after(cursor)
+                if self._namespace:
+                    cursor = await self._feed.wait_in(self._namespace, cursor)
+                else:
+                    await log.wait_after(cursor)
                 continue
             for seq, change in batch:
                 cursor = seq
