@@ -56,11 +56,11 @@ run: venv tools ## the server on $$KUBECONFIG's cluster, else on a local control
 	$(DEV) run
 
 .PHONY: cluster-up
-cluster-up: venv ## start etcd + kube-apiserver in the background; admin kubeconfig in .dev/kubeconfig
+cluster-up: venv ## start the local cluster (control plane + KWOK nodes) in the background; kubeconfig in .dev/kubeconfig
 	$(DEV) cluster-up
 
 .PHONY: cluster-down
-cluster-down: venv ## stop the background control plane
+cluster-down: venv ## stop the background cluster and remove its files (.dev/cluster)
 	$(DEV) cluster-down
 
 .PHONY: proto
@@ -94,8 +94,9 @@ test: venv ## lint, unit tests, integration tests, then the fault and fuzz tests
 
 # --- Benchmarks and reliability ---
 # Both start their own etcd + kube-apiserver (like the integration tests).
-# `make bench` takes ~8 minutes and rewrites docs/benchmarks.md; targets are
-# reported there, never asserted. BENCH_ARGS: e.g. --duration=5s --scale-namespaces=0.
+# `make bench` takes ~30 minutes (most of it creating 100,000 Deployments) and
+# rewrites docs/benchmarks.md; targets are reported there, never asserted.
+# BENCH_ARGS: e.g. --duration=5s --scale-namespaces=100 --watchers=0 --no-cluster.
 BENCH_ARGS ?=
 
 .PHONY: bench

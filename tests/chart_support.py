@@ -25,13 +25,13 @@ WATCH_PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     # creates (POST, or an apply that creates), patches (apply, merge patch) and gets
     # (a conditional write whose expected version the cache does not show yet, and
     # an apply that conflicted, to name the owner of spec.replicas);
-    # the controller PUTs /scale, merge-patches /status and POSTs Events.
+    # the controller PUTs /scale, merge-patches /status, POSTs Events and patches their series count.
     ("apps", "deployments"): frozenset({"list", "watch"}),
     ("apps", "deployments/scale"): frozenset({"update"}),
     ("scalekeeper.dev", "deploymentscales"): frozenset({"get", "list", "watch", "create", "patch"}),
     ("scalekeeper.dev", "deploymentscales/status"): frozenset({"patch"}),
     ("autoscaling", "horizontalpodautoscalers"): frozenset({"list", "watch"}),
-    ("events.k8s.io", "events"): frozenset({"create"}),
+    ("events.k8s.io", "events"): frozenset({"create", "patch"}),
 }
 LEASE_VERBS = frozenset({"get", "create", "update"})
 

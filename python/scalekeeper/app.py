@@ -20,7 +20,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from scalekeeper import config, logs, metrics
+from scalekeeper import config, logs, loop_lag, metrics
 from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.config import Settings
 from scalekeeper.controller.controller import Controller
@@ -96,6 +96,8 @@ class App:
         s = self.settings
         certificates = ReloadingCertificates(CertificateFiles(s.tls_cert, s.tls_key, s.tls_client_ca))
 
+        lag_sampler = asyncio.create_task(loop_lag.sample_forever(), name="event loop lag")
+        self._cleanups.append(("event loop lag sampler", lag_sampler.cancel))
         health_runner = await health.start_server(
             self.not_ready_reason, s.bind_address, s.health_port, on_scrape=self._refresh_cache_gauges
         )
@@ -113,7 +115,13 @@ class App:
         self._cache = cache
         self._cleanups.append(("cache", cache.stop))
 
-        service = ReplicaService(cache, DesiredStateWriter(kube), Authorizer(s.readers, s.writers), s.max_replicas)
+        service = ReplicaService(
+            cache,
+            DesiredStateWriter(kube),
+            Authorizer(s.readers, s.writers),
+            s.max_replicas,
+            max_watch_streams=s.max_watch_streams,
+        )
         self._service = service
         self._cleanups.append(("watch streams", service.close))
 

@@ -31,6 +31,7 @@ class Settings:
     writers: frozenset[str]
     namespaces: tuple[str, ...]  # empty: all namespaces
     max_replicas: int
+    max_watch_streams: int
     kubeconfig: Path | None  # None: in-cluster, else $KUBECONFIG or ~/.kube/config
     controller: bool
     workers: int
@@ -93,6 +94,9 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--writers", "", "comma-separated client identities allowed to read and set replicas")
     add("--namespaces", "", "comma-separated namespaces to manage; empty means all")
     add("--max-replicas", 1000, "largest replica count SetReplicas accepts", type=int)
+    add(
+        "--max-watch-streams", 2000, "open WatchReplicas streams beyond which new ones get RESOURCE_EXHAUSTED", type=int
+    )
     add("--kubeconfig", env.get("KUBECONFIG", ""), "kubeconfig file; empty: in-cluster in a pod, else ~/.kube/config")
     add("--controller", True, "run the reconciling controller (leader-elected)")
     add("--workers", 4, "concurrent reconciles", type=int)
@@ -124,6 +128,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         writers=frozenset(_csv(args.writers)),
         namespaces=tuple(_csv(args.namespaces)),
         max_replicas=int(args.max_replicas),
+        max_watch_streams=int(args.max_watch_streams),
         kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         controller=args.controller,
         workers=int(args.workers),
@@ -140,6 +145,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         parser.error("--watch-read-timeout-seconds must exceed --watch-timeout-seconds")
     if not 0 < settings.max_replicas <= 2**31 - 1:
         parser.error("--max-replicas must be between 1 and 2147483647")
+    if settings.max_watch_streams < 0:
+        parser.error("--max-watch-streams must be 0 (no watches) or more")
     if settings.workers < 1:
         parser.error("--workers must be at least 1")
     invalid = [namespace for namespace in settings.namespaces if not _DNS1123_LABEL.fullmatch(namespace)]

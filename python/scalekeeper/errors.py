@@ -18,9 +18,9 @@ class Code(enum.Enum):
     INVALID_ARGUMENT = (3, 400)
     NOT_FOUND = (5, 404)
     PERMISSION_DENIED = (7, 403)
-    # A request body over the HTTP limit (gRPC's own limit gives the same code). grpc-gateway says 429, which
-    # means "slow down"; nothing here is rate-limited, and 413 is HTTP's status for exactly this.
-    RESOURCE_EXHAUSTED = (8, 413)
+    # Too many WatchReplicas streams (429, as grpc-gateway maps it: "try later"); a request body over the HTTP
+    # limit raises it with HTTP's own 413 instead (gRPC's own limit gives the same code).
+    RESOURCE_EXHAUSTED = (8, 429)
     FAILED_PRECONDITION = (9, 400)
     ABORTED = (10, 409)
     INTERNAL = (13, 500)
@@ -34,7 +34,9 @@ class Code(enum.Enum):
 class ServiceError(Exception):
     """A failure with a message the caller can act on."""
 
-    def __init__(self, code: Code, message: str) -> None:
+    def __init__(self, code: Code, message: str, *, http_status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # The HTTP status when the code's usual one says less than HTTP can (413 for an oversized body).
+        self.http_status = http_status or code.http_status

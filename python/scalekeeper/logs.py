@@ -18,8 +18,6 @@ import logging
 import sys
 from typing import Any
 
-from aiohttp.http_exceptions import HttpProcessingError
-
 # Attributes every LogRecord has; anything else came from ``extra=`` and is emitted as a field.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
@@ -42,21 +40,6 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
-class _ClientFaultsAreNotErrors(logging.Filter):
-    """Demote aiohttp's records of requests it refused as malformed (4xx) to DEBUG.
-
-    aiohttp logs each of them at ERROR with a traceback, so any client could
-    flood the log with "errors" that are its own; the 400 it got says enough.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500:
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger().isEnabledFor(logging.DEBUG)
-        return True
-
-
 def setup(level: str = "INFO") -> None:
     """Route every logger (ours, grpc's, aiohttp's) through one JSON handler on stderr."""
     handler = logging.StreamHandler(sys.stderr)
@@ -66,14 +49,16 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiohttp's access log duplicates ours, in another format.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.server").addFilter(_ClientFaultsAreNotErrors())
 
 
 READ_METHODS = frozenset({"GetReplicas", "ListDeployments", "WatchReplicas"})
 
 
 def log_call(transport: str, method: str, identity: str, code: str, latency_ms: float) -> None:
-    if code != "OK":
+    if code == "CANCELLED" and method in READ_METHODS:
+        # The client went away (every watch ends so): nothing for an operator to act on.
+        level = logging.DEBUG
+    elif code != "OK":
         level = logging.WARNING
     elif method in READ_METHODS:
         level = logging.DEBUG

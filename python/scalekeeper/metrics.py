@@ -28,6 +28,21 @@ WATCH_RESTARTS = Counter(
     "Kubernetes watches re-established, by kind and reason (timeout, gone, error, ...).",
     ["kind", "reason"],
 )
+CACHE_HANDLER_ERRORS = Counter(
+    "scalekeeper_cache_handler_errors_total",
+    "Cache change handlers that raised (each one is logged with its traceback), by kind.",
+    ["kind"],
+)
+WATCH_STREAMS = Gauge("scalekeeper_watch_streams", "WatchReplicas streams open, both transports together.")
+WATCH_STREAMS_CUT_OFF = Counter(
+    "scalekeeper_watch_streams_cut_off_total",
+    "WatchReplicas streams ended with ABORTED because they fell behind the change log.",
+)
+EVENTS_DROPPED = Counter(
+    "scalekeeper_events_dropped_total",
+    "Kubernetes Events not recorded, by reason (queue_full, error).",
+    ["reason"],
+)
 RECONCILES = Counter(
     "scalekeeper_reconciles_total",
     "Controller reconciles, by result (success, error, requeue, ...).",
@@ -39,5 +54,15 @@ REPLICA_FIGHTS = Gauge(
     "(Ready=False, reason ConflictWithFieldManager); reverts are backed off meanwhile.",
 )
 
+EVENT_LOOP_LAG = Histogram(
+    "scalekeeper_event_loop_lag_seconds",
+    "How much later than due a 10 ms timer fired: the longest the event loop was blocked.",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5),
+)
+EVENT_LOOP_BUSY_LAG = Histogram(
+    "scalekeeper_event_loop_busy_lag_seconds",
+    "The part of that delay the event loop's thread spent running (a blocking step), not waiting for a core.",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5),
+)
 READY = Gauge("scalekeeper_ready", "1 when the API is ready to serve (same as /readyz), else 0.")
 TLS_RELOADS = Counter("scalekeeper_tls_reloads_total", "Server TLS files reloaded after a change.")

@@ -33,8 +33,9 @@ from pathlib import Path  # noqa: E402
 
 import grpc  # noqa: E402
 
-from scalekeeper.tls.reloading import CertificateFiles, ReloadingCertificates, grpc_server_credentials  # noqa: E402
+from scalekeeper.tls.reloading import CertificateFiles, ReloadingCertificates  # noqa: E402
 from scalekeeper.transport.grpc_api import SERVER_OPTIONS  # noqa: E402
+from scalekeeper.transport.grpc_tls import grpc_server_credentials  # noqa: E402
 from scalekeeper.v1 import replicas_pb2 as pb  # noqa: E402
 
 SERVICE = "scalekeeper.v1.ReplicaService"

@@ -86,6 +86,13 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     return process.wait(timeout=10)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime 14 and stime 15 (proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) of a process in MiB: current and peak resident memory."""
     values: dict[str, float] = {}
@@ -190,6 +197,11 @@ class BareServer:
     @property
     def target(self) -> str:
         return f"localhost:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     def start(self) -> BareServer:
         self.ready_file.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ Every command run is kept, to be printed into docs/benchmarks.md.
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class LoadResult:
     p99_ms: float
     count: int
     statuses: dict[str, int]
+    # Server CPU time over the run divided by OK calls; NaN when not measured.
+    server_cpu_us: float = math.nan
 
     @property
     def ok_fraction(self) -> float:

@@ -13,6 +13,7 @@ share of samples each is anywhere on the stack (total).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -20,6 +21,12 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from scalekeeper_dev import bench_reads
+from scalekeeper_dev.bench_env import Scalekeeper
+from scalekeeper_dev.bench_load import Ghz
+from scalekeeper_dev.bench_report import SMALL_NAMESPACE, Results, get_messages, ghz_run, log, table
 
 PY_SPY = "py-spy==0.4.3"
 UV_VERSION = "0.13.9"
@@ -119,3 +126,76 @@ def finish(process: subprocess.Popen[bytes], output: Path, timeout: float = 120.
         return f"py-spy failed ({process.returncode}): {stderr.decode(errors='replace')[-500:]}"
     samples, self_top, total_top = summarise(output.read_text(errors="replace"))
     return Profile(samples, self_top, total_top, output, " ".join(str(a) for a in process.args))  # type: ignore[union-attr]
+
+
+# -- the report's "Profiles" section -------------------------------------------------------------------
+
+
+async def measure_missed(results: Results, ghz: Ghz, server: Scalekeeper, workdir: Path) -> None:
+    """Profile the server under the load of any section-1 target it missed (read-path CPU above all)."""
+    ours, bare = results.get_replicas(16)
+    if ours is not None and bare is not None and not all(t.met for t in bench_reads.targets(results)):
+        await _profile_under_load(
+            results, ghz, server, workdir, label="GetReplicas, c=16", method="GetReplicas", messages=get_messages()
+        )
+    ours, bare = results.load.get(("ListDeployments", 16), (None, None))
+    if ours is not None and bare is not None and ours.server_cpu_us > bench_reads.TARGET_CPU_RATIO * bare.server_cpu_us:
+        await _profile_under_load(
+            results,
+            ghz,
+            server,
+            workdir,
+            label="ListDeployments (page of 100), c=16",
+            method="ListDeployments",
+            messages=[{"namespace": SMALL_NAMESPACE, "page_size": 100}],
+            data_name="list-page-100",
+        )
+
+
+async def _profile_under_load(
+    results: Results,
+    ghz: Ghz,
+    server: Scalekeeper,
+    workdir: Path,
+    *,
+    label: str,
+    method: str,
+    messages: Any,
+    data_name: str = "get-100",
+) -> None:
+    output = workdir / f"profile-{method}.txt"
+    seconds = 8
+    process = record(server.pid, seconds, output)
+    if process is None:
+        results.profiles.append((label, "py-spy unavailable (neither py-spy nor uv on PATH)"))
+        return
+    log(f"profiling the server with py-spy during {method} ({label})")
+    await asyncio.sleep(1.0)  # attach before the load starts
+    await ghz_run(ghz, server.target, method, messages, concurrency=16, duration=f"{seconds}s", data_name=data_name)
+    results.profiles.append((label, await asyncio.to_thread(finish, process, output)))
+
+
+def render(results: Results) -> list[str]:
+    if not results.profiles:
+        return []
+    out = [
+        "",
+        "## Profiles",
+        "",
+        "Taken because a target was missed: py-spy sampling the server during 8 s of the same load at c=16; "
+        "shares are of the samples where a thread held the GIL. `Handle._run` on top of the stack is time spent in "
+        "grpc's Cython layer (grpc.aio's own work, invisible to a Python profiler), called from the event loop.",
+    ]
+    for label, profile in results.profiles:
+        out += ["", f"### {label}", ""]
+        if isinstance(profile, str):
+            out.append(profile)
+            continue
+        out += [f"{profile.samples} samples; `{profile.command}`", ""]
+        out += table(["self (top of stack)", "share"], [[f"`{n}`", f"{s:.1%}"] for n, s in profile.self_top])
+        out += [""]
+        out += table(
+            ["scalekeeper code, total (anywhere on the stack)", "share"],
+            [[f"`{n}`", f"{s:.1%}"] for n, s in profile.total_top],
+        )
+    return out

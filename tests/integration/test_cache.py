@@ -14,7 +14,7 @@ from scalekeeper import metrics
 from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.cache.projections import DeploymentView
 from scalekeeper.cache.reflector import Reflector
-from scalekeeper.cache.store import Store
+from scalekeeper.cache.store import EventType, Store
 from scalekeeper.kube.client import KubeClient, connect
 from scalekeeper.kube.resources import DEPLOYMENTS
 from scalekeeper_dev import manifests
@@ -120,3 +120,61 @@ async def test_frozen_apiserver_is_detected_by_the_read_timeout(cache: ClusterCa
     finally:
         await asyncio.to_thread(control_plane.resume_apiserver)
     await eventually_async(lambda: cache.healthy, "recovery after the apiserver resumes", timeout=60)
+
+
+async def test_a_handler_that_raises_fails_health_is_logged_and_the_cache_recovers(
+    cache: ClusterCache, admin_api: client.ApiClient, namespace: str, caplog: pytest.LogCaptureFixture
+):
+    failures_left = [1]
+
+    def broken(_event: EventType, _old: DeploymentView | None, new: DeploymentView | None) -> None:
+        if new is not None and new.name == "trigger" and failures_left[0]:
+            failures_left[0] -= 1
+            raise ValueError("a subscriber bug")
+
+    cache.deployments.add_handler(broken)
+    apps = client.AppsV1Api(admin_api)
+    apps.create_namespaced_deployment(namespace, manifests.deployment("trigger"))
+    await eventually_async(lambda: not cache.healthy, "the failure to show in health")
+    assert any("handler" in problem for problem in cache.problems), cache.problems
+    assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records), "an ERROR line with its traceback"
+    await eventually_async(lambda: cache.healthy, "the reflector to restart and re-list")
+    # And it follows the cluster again.
+    apps.create_namespaced_deployment(namespace, manifests.deployment("after"))
+    await eventually_async(lambda: cache.deployments.get((namespace, "after")) is not None, "a later change")
+
+
+def _apiserver_watches(control_plane: ControlPlane, resource: str) -> float:
+    status, body = control_plane.request("GET", "/metrics", timeout=30.0)
+    assert status == 200, body
+    total = 0.0
+    for line in body["text"].splitlines():
+        if line.startswith("apiserver_request_total{") and f'resource="{resource}"' in line and 'verb="WATCH"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_a_watch_that_closes_at_once_backs_off(kube: KubeClient, control_plane: ControlPlane, namespace: str):
+    # The apiserver ends each watch after 1 s (its smallest timeout); with min_watch_seconds
+    # above that, every watch counts as "closed at once with no event", as a proxy closing
+    # watches would make them. Reopened at once, 12 s would see about 12 watches.
+    store: Store[DeploymentView] = Store("deployments")
+    reflector = Reflector(
+        kube,
+        DEPLOYMENTS,
+        store,
+        DeploymentView.from_object,
+        namespace=namespace,
+        watch_timeout_seconds=1,
+        watch_read_timeout_seconds=10.0,
+        min_watch_seconds=30.0,
+    )
+    before = await asyncio.to_thread(_apiserver_watches, control_plane, "deployments")
+    task = asyncio.create_task(reflector.run())
+    try:
+        await asyncio.sleep(12)  # the window observed, not a wait for a condition
+        watches = await asyncio.to_thread(_apiserver_watches, control_plane, "deployments") - before
+    finally:
+        task.cancel()
+    assert 1 <= watches <= 7, f"{watches} watch requests in 12 s"
+    assert "closed at once" in reflector.last_error or "ended after" in reflector.last_error, reflector.last_error

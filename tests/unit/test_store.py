@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pytest
+
 from scalekeeper.cache.projections import DeploymentView
-from scalekeeper.cache.store import EventType, Store
+from scalekeeper.cache.store import EventType, HandlerFailed, Store
 
 
 def deployment(namespace: str, name: str, replicas: int = 1, version: str = "1") -> DeploymentView:
@@ -90,3 +92,33 @@ def test_removed_handler_is_not_called() -> None:
     remove()
     store.apply(EventType.ADDED, deployment("a", "b"))
     assert seen == []
+
+
+def test_a_raising_handler_is_isolated_then_reported() -> None:
+    store, seen = recording_store()
+    calls: list[str] = []
+
+    def broken(_event: EventType, _old: DeploymentView | None, new: DeploymentView | None) -> None:
+        raise RuntimeError("bug")
+
+    store._handlers.insert(0, broken)
+    store.add_handler(lambda _e, _o, new: calls.append(new.name if new else ""))
+    with pytest.raises(HandlerFailed, match="bug"):
+        store.apply(EventType.ADDED, deployment("a", "web"))
+    # The change was stored and every other handler still ran.
+    assert store.get(("a", "web")) is not None
+    assert seen == [(EventType.ADDED, "web")]
+    assert calls == ["web"]
+
+
+def test_pages_walk_a_large_store_in_key_order_without_gaps() -> None:
+    store: Store[DeploymentView] = Store("deployments")
+    store.replace(deployment(f"ns-{i % 7}", f"d-{i:05d}") for i in range(20_000))
+    keys, after = [], None
+    while True:
+        page, more = store.page("ns-3", after, 1000)
+        keys.extend(view.key for view in page)
+        if not more:
+            break
+        after = page[-1].key
+    assert keys == sorted(k for k in store._items if k[0] == "ns-3")

@@ -10,7 +10,12 @@ import pytest
 from scalekeeper import logs
 from scalekeeper.errors import Code, ServiceError
 from scalekeeper.transport.failures import failure_for
-from scalekeeper.transport.identity import names_from_grpc_auth_context, names_from_peercert
+from scalekeeper.transport.identity import (
+    grpc_identity,
+    http_identity,
+    names_from_grpc_auth_context,
+    names_from_peercert,
+)
 
 
 def test_grpc_identity_is_uri_and_dns_sans_plus_cn() -> None:
@@ -122,3 +127,28 @@ def test_access_log_levels(
         logging.getLogger().handlers.clear()
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [line["level"] for line in lines] == ([logged_as] if logged_as else [])
+
+
+def test_identities_are_remembered_by_certificate_fields_never_mixed() -> None:
+    reader = {"peer_uri": [b"spiffe://scalekeeper.dev/reader"], "x509_common_name": [b"reader"]}
+    writer = {"peer_uri": [b"spiffe://scalekeeper.dev/writer"], "x509_common_name": [b"writer"]}
+    assert grpc_identity(reader) is grpc_identity(dict(reader))
+    assert grpc_identity(writer).names == frozenset({"spiffe://scalekeeper.dev/writer", "writer"})
+    assert str(grpc_identity(reader)) == "spiffe://scalekeeper.dev/reader"
+    cert = {"subjectAltName": (("URI", "spiffe://scalekeeper.dev/reader"),), "subject": ((("commonName", "reader"),),)}
+    assert http_identity(cert).names == grpc_identity(reader).names
+    assert http_identity(None).names == frozenset()
+
+
+def test_a_shared_reply_is_encoded_once_and_never_confused_with_another() -> None:
+    from scalekeeper.transport.http_api import _EncodedReplies
+    from scalekeeper.v1 import replicas_pb2 as pb
+
+    replies = _EncodedReplies(size=2)
+    first, second = pb.Replicas(name="a", spec_replicas=1), pb.Replicas(name="b", spec_replicas=2)
+    body = replies.body(first)
+    assert replies.body(first) is body
+    assert json.loads(body)["name"] == "a"
+    assert json.loads(replies.body(second))["specReplicas"] == 2
+    replies.body(pb.Replicas(name="c"))  # evicts the oldest
+    assert json.loads(replies.body(first))["name"] == "a"

@@ -91,5 +91,5 @@ anything, or updates a Deployment except through its scale subresource.
   verbs: ["list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]
 {{- end }}

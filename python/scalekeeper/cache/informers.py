@@ -8,6 +8,7 @@ kind been listed (synced), and is the apiserver reachable right now (healthy).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from scalekeeper.cache.reflector import Reflector
 from scalekeeper.cache.store import EventType, Store
 from scalekeeper.kube.client import KubeClient
 from scalekeeper.kube.resources import DEPLOYMENT_SCALES, DEPLOYMENTS, HORIZONTAL_POD_AUTOSCALERS, Resource
+
+log = logging.getLogger(__name__)
 
 
 class ClusterCache:
@@ -60,7 +63,12 @@ class ClusterCache:
 
     @property
     def healthy(self) -> bool:
-        return all(reflector.listed.is_set() and reflector.healthy for reflector in self._reflectors)
+        return self._running and all(reflector.listed.is_set() and reflector.healthy for reflector in self._reflectors)
+
+    @property
+    def _running(self) -> bool:
+        # A reflector loop ends only when cancelled; a task that is done anyway means a frozen cache.
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
     def serves(self, resource: Resource) -> bool:
         """False while the apiserver does not serve ``resource`` (a CRD that is not installed).
@@ -73,12 +81,16 @@ class ClusterCache:
     @property
     def problems(self) -> list[str]:
         """Why the cache is not healthy, one line per reflector that is not."""
-        return [r.last_error or f"{r.name}: not listed yet" for r in self._reflectors if not r.healthy]
+        problems = [r.last_error or f"{r.name}: not listed yet" for r in self._reflectors if not r.healthy]
+        problems += [f"{task.get_name()} ended" for task in self._tasks if task.done()]
+        return problems
 
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(reflector.run(), name=f"reflector {reflector.name}") for reflector in self._reflectors
         ]
+        for task in self._tasks:
+            task.add_done_callback(_log_end)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -103,3 +115,10 @@ class ClusterCache:
                 self._hpas_by_target.pop(target, None)
         if new is not None and new.target_deployment is not None:
             self._hpas_by_target.setdefault((new.namespace, new.target_deployment), set()).add(new.key)
+
+
+def _log_end(task: asyncio.Task[None]) -> None:
+    # Reflector.run restarts itself on every Exception, so only a BaseException
+    # (or a bug in that loop) ends it; /readyz reports it through ``healthy``.
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("%s ended; the cache no longer follows the cluster", task.get_name(), exc_info=task.exception())

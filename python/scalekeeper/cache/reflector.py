@@ -6,29 +6,39 @@ with bookmarks so the version stays fresh while nothing changes. A watch ends
 cleanly when its server-side timeout expires and is reopened from the last
 version seen. A watch that goes silent for longer than the client read
 timeout is stuck (frozen apiserver, half-open connection) and is treated as a
-failure. ``410 Gone`` means the version was compacted away: re-list, and the
-store's ``replace`` emits DELETED for whatever vanished meanwhile, so nothing
-stale survives. Failures back off exponentially with jitter.
+failure; so is one that the apiserver (or a proxy) closes within
+``min_watch_seconds`` without a single event, as client-go does, or reopening
+it would be a tight loop. ``410 Gone`` means the version was compacted away:
+re-list, and the store's ``replace`` emits DELETED for whatever vanished
+meanwhile, so nothing stale survives. Failures back off exponentially with
+jitter.
+
+Anything else that escapes (a store handler that raised, a bug) is logged
+with its traceback, turns the reflector unhealthy (so /readyz fails) and
+restarts it from a fresh list after the same backoff: the loop itself never
+ends until cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Generic
-
-import aiohttp
 
 from scalekeeper import metrics
 from scalekeeper.cache.projections import RawObject
 from scalekeeper.cache.store import EventType, Store, V
 from scalekeeper.kube.client import KubeApiError, KubeClient
 from scalekeeper.kube.resources import Resource
+from scalekeeper.kube.watch import watch
 
 log = logging.getLogger(__name__)
+
+# client-go's reflector treats a watch that ends sooner than this with no event as an error.
+MIN_WATCH_SECONDS = 1.0
 
 
 # How often a kind the apiserver does not serve (a CRD not installed) is looked for again.
@@ -37,6 +47,14 @@ ABSENT_KIND_POLL_SECONDS = 5.0
 
 class WatchExpired(Exception):
     """The watch's resourceVersion is too old (410 Gone): the state must be re-listed."""
+
+
+class WatchClosedEarly(Exception):
+    """The watch ended at once without an event: back off before reopening it."""
+
+
+class MalformedObject(Exception):
+    """An object the projection cannot read: re-listing gives the apiserver's current copy."""
 
 
 class KindNotServed(Exception):
@@ -71,6 +89,7 @@ class Reflector(Generic[V]):
         page_size: int = 500,
         watch_timeout_seconds: int = 240,
         watch_read_timeout_seconds: float = 300.0,
+        min_watch_seconds: float = MIN_WATCH_SECONDS,
     ) -> None:
         self._kube = kube
         self._resource = resource
@@ -80,6 +99,7 @@ class Reflector(Generic[V]):
         self._page_size = page_size
         self._watch_timeout = watch_timeout_seconds
         self._read_timeout = watch_read_timeout_seconds
+        self._min_watch_seconds = min_watch_seconds
         self._backoff = Backoff()
         self._path = resource.path(namespace)
         self.listed = asyncio.Event()  # set once the first list has filled the store
@@ -105,28 +125,44 @@ class Reflector(Generic[V]):
             except WatchExpired:
                 metrics.WATCH_RESTARTS.labels(self._resource.plural, "expired").inc()
                 log.info("watch of %s expired (410 Gone); re-listing", self.name)
+                continue
             except KindNotServed:
                 # From a watch: re-list at once to learn whether the kind is gone. From a list: poll for it.
                 if self.absent:
                     await asyncio.sleep(ABSENT_KIND_POLL_SECONDS)
-            except (KubeApiError, aiohttp.ClientError, TimeoutError, ValueError, KeyError) as error:
-                # ValueError/KeyError: a malformed line or object; re-listing recovers.
+                continue
+            except (KubeApiError, TimeoutError, MalformedObject, WatchClosedEarly) as error:
                 self._fail(error)
-                await asyncio.sleep(self._backoff.next_delay())
+            except Exception as error:
+                self._fail(error, unexpected=True)
+            await asyncio.sleep(self._backoff.next_delay())
 
-    def _fail(self, error: BaseException) -> None:
-        reason = "timeout" if isinstance(error, TimeoutError) else "error"
+    def _fail(self, error: BaseException, *, unexpected: bool = False) -> None:
+        if unexpected:
+            reason = "crash"
+        elif isinstance(error, WatchClosedEarly):
+            reason = "closed_early"
+        else:
+            reason = "timeout" if isinstance(error, TimeoutError) else "error"
         metrics.WATCH_RESTARTS.labels(self._resource.plural, reason).inc()
         self.healthy = False
         self.last_error = f"{self.name}: {error!r}"[:300]
-        log.warning("list/watch of %s failed, retrying: %s", self.name, self.last_error)
+        if unexpected:
+            log.error("list/watch of %s crashed; restarting with backoff", self.name, exc_info=error)
+        else:
+            log.warning("list/watch of %s failed, retrying: %s", self.name, self.last_error)
 
     def _succeed(self) -> None:
         if not self.healthy:
             log.info("list/watch of %s is healthy", self.name)
         self.healthy = True
         self.last_error = ""
-        self._backoff.reset()
+
+    def _view(self, obj: RawObject) -> V:
+        try:
+            return self._project(obj)
+        except (KeyError, ValueError, TypeError) as error:
+            raise MalformedObject(f"{error!r} in {str(obj)[:200]}") from error
 
     async def _list(self) -> str:
         views: list[V] = []
@@ -142,7 +178,7 @@ class Reflector(Generic[V]):
                 if error.is_not_found:
                     raise self._not_served() from error
                 raise
-            views.extend(self._project(item) for item in page.get("items") or ())
+            views.extend(self._view(item) for item in page.get("items") or ())
             continue_token = page["metadata"].get("continue")
             if not continue_token:
                 break
@@ -178,32 +214,26 @@ class Reflector(Generic[V]):
             "allowWatchBookmarks": True,
             "timeoutSeconds": self._watch_timeout,
         }
+        started, events = time.monotonic(), 0
         try:
-            response = await self._kube.stream(self._path, query, read_timeout=self._read_timeout)
+            async for event_type, obj in watch(self._kube, self._path, query, read_timeout=self._read_timeout):
+                if events == 0:
+                    # An open watch that delivers is what proves the apiserver healthy again.
+                    self._succeed()
+                    self._backoff.reset()
+                events += 1
+                version = obj["metadata"]["resourceVersion"]
+                if event_type != "BOOKMARK":
+                    self._store.apply(EventType(event_type), self._view(obj))
         except KubeApiError as error:
             if error.is_gone:
-                raise WatchExpired from error
+                raise WatchExpired(error.message) from error
             if error.is_not_found:
                 raise KindNotServed from error
             raise
-        self._succeed()
-        try:
-            async for line in response.content:
-                version = self._handle(line, version)
-        finally:
-            response.release()
+        if events == 0:
+            if time.monotonic() - started < self._min_watch_seconds:
+                raise WatchClosedEarly(f"the watch ended after {time.monotonic() - started:.3f} s with no event")
+            self._succeed()
+            self._backoff.reset()
         return version
-
-    def _handle(self, line: bytes, version: str) -> str:
-        if not line.strip():
-            return version
-        event = json.loads(line)
-        event_type, obj = event["type"], event["object"]
-        if event_type == "ERROR":
-            if obj.get("code") == 410:
-                raise WatchExpired(obj.get("message", ""))
-            raise KubeApiError(int(obj.get("code", 0)), obj.get("reason", ""), obj.get("message", ""))
-        new_version: str = obj["metadata"]["resourceVersion"]
-        if event_type != "BOOKMARK":
-            self._store.apply(EventType(event_type), self._project(obj))
-        return new_version

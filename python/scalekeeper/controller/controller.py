@@ -61,7 +61,8 @@ class Controller:
         self._elector = elector
         self._backoff = (backoff_base, backoff_max)
         instance = identity or (elector.identity if elector else "scalekeeper")
-        self.reconciler = Reconciler(kube, cache, EventRecorder(kube, instance=instance), fights)
+        self._events = EventRecorder(kube, instance=instance)
+        self.reconciler = Reconciler(kube, cache, self._events, fights)
         self._queue: WorkQueue[Key] | None = None
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._election_task: asyncio.Task[None] | None = None
@@ -84,6 +85,7 @@ class Controller:
         if self._running:
             return
         self._running = True
+        self._events.start()
         self._remove_handlers = [
             self._cache.scales.add_handler(self._on_scale),
             self._cache.deployments.add_handler(self._on_deployment),
@@ -117,6 +119,7 @@ class Controller:
         for remove in self._remove_handlers:
             remove()
         self._remove_handlers = []
+        await self._events.stop()
         self._running = False
 
     async def _start_leading(self) -> None:
@@ -184,7 +187,9 @@ class Controller:
             finally:
                 queue.done(key)
 
-    # Store handlers: run on the event loop inside the reflector; they only enqueue.
+    # Store handlers: run inline in the reflector, so they only enqueue. The
+    # store isolates them: one that raises is logged and counted, the others
+    # still run, and the reflector restarts (Store._notify).
 
     def _enqueue(self, key: Key) -> None:
         if self._queue is not None:

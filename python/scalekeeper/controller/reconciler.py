@@ -195,7 +195,7 @@ class Reconciler:
             },
         )
         if drifter is not None:
-            await self._events.record(
+            self._events.record(
                 scale,
                 reason=EventReason.DRIFT_REVERTED,
                 action="Scale",
@@ -205,19 +205,19 @@ class Reconciler:
                 ),
             )
             if drifter and self._fights.reverted(scale.key, drifter):
-                await self._fight_started(scale, drifter)
+                self._fight_started(scale, drifter)
         else:
-            await self._events.record(
+            self._events.record(
                 scale,
                 reason=EventReason.SCALED,
                 action="Scale",
                 note=f"Scaled Deployment from {deployment.spec_replicas} to {scale.desired_replicas} replicas",
             )
 
-    async def _fight_started(self, scale: ScaleView, manager: str) -> None:
+    def _fight_started(self, scale: ScaleView, manager: str) -> None:
         metrics.REPLICA_FIGHTS.inc()
         log.warning("fight detected", extra={"dscale": f"{scale.namespace}/{scale.name}", "manager": manager})
-        await self._events.record(
+        self._events.record(
             scale,
             reason=EventReason.CONFLICT_WITH_FIELD_MANAGER,
             action="Scale",

@@ -8,6 +8,7 @@ the two roles. A client is whoever any of its URI/DNS SANs or its CN names.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,10 +22,14 @@ log = logging.getLogger(__name__)
 class Identity:
     names: frozenset[str]
 
-    def __str__(self) -> str:
-        # A URI SAN (SPIFFE-style) names a workload best; else any name, stably.
+    @functools.cached_property
+    def label(self) -> str:
+        """The one name the logs use: a URI SAN (SPIFFE-style) names a workload best; else any name, stably."""
         uris = sorted(name for name in self.names if "://" in name)
         return (uris or sorted(self.names) or ["<anonymous>"])[0]
+
+    def __str__(self) -> str:
+        return self.label
 
 
 class Permission(enum.Enum):

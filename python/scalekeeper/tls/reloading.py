@@ -172,35 +172,3 @@ class ReloadingSSLContext(ssl.SSLContext):
 
     def wrap_socket(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         return self._certificates.refresh().ssl_context.wrap_socket(*args, **kwargs)
-
-
-def grpc_server_credentials(certificates: ReloadingCertificates):  # type: ignore[no-untyped-def]
-    """Server credentials that require a client certificate and follow the files.
-
-    Imported lazily so that importing this module never initialises grpc
-    before ``policy.pin_grpc_cipher_suites()`` ran.
-    """
-    import grpc
-
-    def configuration(material: Material) -> grpc.ServerCertificateConfiguration:
-        return grpc.ssl_server_certificate_configuration(
-            [(material.private_key, material.cert_chain)], root_certificates=material.client_ca
-        )
-
-    served = [certificates.material.generation]
-
-    def fetch() -> grpc.ServerCertificateConfiguration | None:
-        # Called by grpc before every handshake; an exception here would fail the handshake.
-        try:
-            material = certificates.refresh()
-            if material.generation == served[0]:
-                return None
-            served[0] = material.generation
-            return configuration(material)
-        except Exception:
-            log.exception("TLS certificate fetcher failed; keeping the current certificates")
-            return None
-
-    return grpc.dynamic_ssl_server_credentials(
-        configuration(certificates.material), fetch, require_client_authentication=True
-    )

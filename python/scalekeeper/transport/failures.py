@@ -22,10 +22,7 @@ log = logging.getLogger(__name__)
 class Failure:
     code: Code
     message: str
-
-    @property
-    def http_status(self) -> int:
-        return self.code.http_status
+    http_status: int
 
 
 def invalid_argument(message: str) -> ServiceError:
@@ -39,7 +36,7 @@ def internal_message(correlation_id: str) -> str:
 def failure_for(error: BaseException, *, transport: str, method: str, identity: str) -> Failure:
     """The answer to ``error``; an unexpected one is logged at ERROR with its traceback and correlation id."""
     if isinstance(error, ServiceError):
-        return Failure(error.code, error.message)
+        return Failure(error.code, error.message, error.http_status)
     correlation_id = secrets.token_hex(8)
     log.error(
         "unexpected error in %s (correlation id %s)",
@@ -48,4 +45,4 @@ def failure_for(error: BaseException, *, transport: str, method: str, identity: 
         exc_info=error,
         extra={"correlation_id": correlation_id, "transport": transport, "method": method, "identity": identity},
     )
-    return Failure(Code.INTERNAL, internal_message(correlation_id))
+    return Failure(Code.INTERNAL, internal_message(correlation_id), Code.INTERNAL.http_status)

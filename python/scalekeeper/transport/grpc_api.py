@@ -13,6 +13,7 @@ GRPC_SSL_CIPHER_SUITES) and ``scalekeeper.tls.reloading`` for rotation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -24,10 +25,11 @@ from grpc_reflection.v1alpha import reflection
 
 from scalekeeper.service.authz import Identity
 from scalekeeper.service.replicas import ReplicaService
-from scalekeeper.tls.reloading import ReloadingCertificates, grpc_server_credentials
+from scalekeeper.tls.reloading import ReloadingCertificates
 from scalekeeper.transport.accounting import CallRecord
 from scalekeeper.transport.failures import invalid_argument
-from scalekeeper.transport.identity import names_from_grpc_auth_context
+from scalekeeper.transport.grpc_tls import grpc_server_credentials
+from scalekeeper.transport.identity import grpc_identity
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
 
@@ -43,7 +45,7 @@ Resp = TypeVar("Resp", bound=Message)
 
 
 def identity_of(context: grpc.aio.ServicerContext) -> Identity:
-    return Identity(names=names_from_grpc_auth_context(context.auth_context()))
+    return grpc_identity(context.auth_context())
 
 
 class _Undecodable:
@@ -88,7 +90,7 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
         handler: Callable[[Identity, Req], Awaitable[Resp]],
     ) -> Resp:
         identity = identity_of(context)
-        record = CallRecord(TRANSPORT, method, str(identity))
+        record = CallRecord(TRANSPORT, method, identity.label)
         try:
             response = await handler(identity, _decoded(request))
         except asyncio.CancelledError:
@@ -116,15 +118,16 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
 
     async def WatchReplicas(  # type: ignore[override]
         self, request: pb.WatchReplicasRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.ReplicasEvent]:
+    ) -> AsyncIterator[bytes]:
+        """Yields each event already serialized: the feed serializes it once for every stream."""
         identity = identity_of(context)
-        record = CallRecord(TRANSPORT, "WatchReplicas", str(identity))
-        events: AsyncIterator[pb.ReplicasEvent] | None = None
+        record = CallRecord(TRANSPORT, "WatchReplicas", identity.label)
         failure = None
         try:
-            events = self._service.watch_replicas(identity, _decoded(request))
-            async for event in events:
-                yield event
+            with self._service.open_watch(identity, _decoded(request)) as stream:
+                async with contextlib.aclosing(stream.changes()) as changes:
+                    async for change in changes:
+                        yield change.wire
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away, or the drain period ran out.
             record.finish("CANCELLED")
@@ -134,10 +137,6 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
         else:
             # The service closed the stream (shutdown): end it with OK.
             record.finish("OK")
-        finally:
-            aclose = getattr(events, "aclose", None) if events is not None else None
-            if aclose is not None:
-                await aclose()
         if failure is not None:
             await context.abort(grpc.StatusCode[failure.code.name], failure.message)
 
@@ -222,7 +221,7 @@ def _replica_handlers(servicer: ReplicaServicer) -> grpc.GenericRpcHandler:
     handlers["WatchReplicas"] = grpc.unary_stream_rpc_method_handler(
         servicer.WatchReplicas,
         request_deserializer=_lenient(pb.WatchReplicasRequest),
-        response_serializer=pb.ReplicasEvent.SerializeToString,
+        response_serializer=None,  # the servicer yields serialized ReplicasEvent messages
     )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 

@@ -20,10 +20,12 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -41,16 +43,12 @@ from scalekeeper.transport.http_requests import (
     read_body,
     set_request,
 )
-from scalekeeper.transport.identity import names_from_peercert
+from scalekeeper.transport.identity import http_identity
 from scalekeeper.v1 import replicas_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 TRANSPORT = "http"
-# How long the watch handler waits for the service to accept or refuse the
-# stream before sending headers: refusals (403, 400, 503) happen synchronously,
-# so one loop turn is enough; an accepted stream may stay silent for long.
-WATCH_HEADER_WAIT_SECONDS = 0.05
 
 
 # The caller's identity, attached by the middleware before any handler runs.
@@ -68,19 +66,46 @@ def error_response(failure: Failure) -> web.Response:
 def identity_of(request: web.Request) -> Identity:
     transport = request.transport
     peercert = transport.get_extra_info("peercert") if transport is not None else None
-    return Identity(names=names_from_peercert(peercert))
+    return http_identity(peercert)
+
+
+class _EncodedReplies:
+    """JSON of the shared, never-modified ``Replicas`` GetReplicas returns (one per object version), encoded once.
+
+    Keyed by the message's id while holding the message itself, so that an id
+    cannot be reused by another object while its entry lives.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: OrderedDict[int, tuple[Message, bytes]] = OrderedDict()
+
+    def body(self, message: Message) -> bytes:
+        entry = self._entries.get(id(message))
+        if entry is not None and entry[0] is message:
+            self._entries.move_to_end(id(message))
+            return entry[1]
+        body = json.dumps(to_json(message), separators=(",", ":")).encode()
+        self._entries[id(message)] = (message, body)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return body
 
 
 class HttpApi:
     def __init__(self, service: ReplicaService) -> None:
         self._service = service
+        self._replies = _EncodedReplies()
 
     async def _call(
         self,
         request: web.Request,
         method: str,
         build: Callable[[], Awaitable[Message]],
+        *,
+        shared_reply: bool = False,
     ) -> web.Response:
+        """``shared_reply``: ``build`` returns a message shared across calls, whose JSON is worth keeping."""
         record = CallRecord(TRANSPORT, method, str(request[IDENTITY]))
         try:
             response = await build()
@@ -95,6 +120,8 @@ class HttpApi:
         except Exception as error:
             return error_response(record.fail(error))
         record.finish("OK")
+        if shared_reply:
+            return web.Response(body=self._replies.body(response), content_type="application/json")
         return web.json_response(to_json(response))
 
     async def list_deployments(self, request: web.Request) -> web.Response:
@@ -115,7 +142,7 @@ class HttpApi:
             message = pb.GetReplicasRequest(namespace=request.match_info["namespace"], name=request.match_info["name"])
             return await self._service.get_replicas(request[IDENTITY], message)
 
-        return await self._call(request, "GetReplicas", build)
+        return await self._call(request, "GetReplicas", build, shared_reply=True)
 
     async def set_replicas(self, request: web.Request) -> web.Response:
         async def build() -> Message:
@@ -127,39 +154,37 @@ class HttpApi:
         return await self._call(request, "SetReplicas", build)
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
+        """Validate, authorize and take a stream slot first, so that a refusal is a plain 4xx/5xx; then stream.
+
+        A client that disconnects cancels this handler (the runner's
+        ``handler_cancellation``) wherever it waits, so its stream is released
+        at once rather than at the next event that fails to write.
+        """
         record = CallRecord(TRANSPORT, "WatchReplicas", str(request[IDENTITY]))
         message = pb.WatchReplicasRequest(namespace=request.query.get("namespace", ""))
-        events = self._service.watch_replicas(request[IDENTITY], message)
-        first: asyncio.Future[pb.ReplicasEvent] = asyncio.ensure_future(anext(events))
-        response: web.StreamResponse | None = None
         try:
-            # Refusals surface here, while a proper status line can still be sent.
-            await asyncio.wait({first}, timeout=WATCH_HEADER_WAIT_SECONDS)
-            if first.done() and first.exception() is not None and not isinstance(first.exception(), StopAsyncIteration):
-                return error_response(record.fail(first.exception()))  # type: ignore[arg-type]
-            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
-            await response.prepare(request)
-            with contextlib.suppress(StopAsyncIteration):
-                await response.write(_line(to_json(await first)))
-                async for event in events:
-                    await response.write(_line(to_json(event)))
-            record.finish("OK")
-        except (asyncio.CancelledError, ConnectionResetError):
-            record.finish("CANCELLED")
-            raise
+            stream = self._service.open_watch(request[IDENTITY], message)
         except Exception as error:
-            failure = record.fail(error)
-            if response is None:
-                return error_response(failure)
-            with contextlib.suppress(ConnectionResetError):
-                await response.write(_line({"error": {"code": failure.code.name, "message": failure.message}}))
-        finally:
-            if not first.done():
-                first.cancel()
-                # The generator cannot be closed while that step still runs in it.
-                await asyncio.wait({first})
-            await events.aclose()  # type: ignore[attr-defined]
-        await response.write_eof()
+            return error_response(record.fail(error))
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
+        with stream:
+            try:
+                await response.prepare(request)
+                async with contextlib.aclosing(stream.changes()) as changes:
+                    async for change in changes:
+                        await response.write(_line(to_json(change.message)))
+            except (asyncio.CancelledError, ConnectionResetError):
+                log.debug("HTTP watch client went away", extra={"identity": record.identity})
+                record.finish("CANCELLED")
+                raise
+            except Exception as error:
+                failure = record.fail(error)
+                with contextlib.suppress(ConnectionResetError):
+                    await response.write(_line({"error": {"code": failure.code.name, "message": failure.message}}))
+            else:
+                record.finish("OK")
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
         return response
 
 
@@ -193,6 +218,27 @@ async def _identity_and_errors(
         return error_response(failure_for(error, transport=TRANSPORT, method=request.path, identity=identity))
 
 
+class ClientFaultsAreNotErrors(logging.Filter):
+    """Demote aiohttp's records of requests it refused as malformed (4xx) to DEBUG.
+
+    aiohttp logs each of them at ERROR with a traceback, so any client could
+    flood the log with "errors" that are its own; the 400 it got says enough.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _quiet_client_faults() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientFaultsAreNotErrors) for f in server_log.filters):
+        server_log.addFilter(ClientFaultsAreNotErrors())
+
+
 def build_app(service: ReplicaService) -> web.Application:
     app = web.Application(middlewares=[_identity_and_errors], client_max_size=MAX_BODY_BYTES)
     api = HttpApi(service)
@@ -207,7 +253,12 @@ async def start_server(
     service: ReplicaService, certificates: ReloadingCertificates, host: str, port: int, drain_seconds: float
 ) -> web.AppRunner:
     """Serve the API with mTLS on host:port; ``runner.cleanup()`` stops it, draining for ``drain_seconds``."""
-    runner = web.AppRunner(build_app(service), shutdown_timeout=drain_seconds, access_log=None)
+    # handler_cancellation: a client that disconnects cancels its handler, as grpc
+    # does; that is what releases an idle watch stream promptly.
+    _quiet_client_faults()
+    runner = web.AppRunner(
+        build_app(service), shutdown_timeout=drain_seconds, access_log=None, handler_cancellation=True
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ReloadingSSLContext(certificates), reuse_address=True)
     await site.start()

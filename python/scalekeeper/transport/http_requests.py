@@ -60,7 +60,9 @@ async def read_body(request: web.Request) -> bytes:
             f"the body did not arrive within {BODY_READ_SECONDS:.0f}s (a stalled client, or malformed chunks)"
         ) from None
     except web.HTTPRequestEntityTooLarge:
-        raise ServiceError(Code.RESOURCE_EXHAUSTED, f"the body is larger than {MAX_BODY_BYTES} bytes") from None
+        raise ServiceError(
+            Code.RESOURCE_EXHAUSTED, f"the body is larger than {MAX_BODY_BYTES} bytes", http_status=413
+        ) from None
     except web.RequestPayloadError as error:  # a malformed chunk, a body shorter than its Content-Length
         raise invalid_argument(f"the body is not well-framed: {error}") from None
 

@@ -7,12 +7,43 @@ the subject CN, never a header.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from scalekeeper.service.authz import Identity
+
+# Few distinct clients call a server, and each call would otherwise rebuild the
+# same names and Identity (a measurable share of a read's CPU): remember them,
+# keyed by the certificate fields they come from, never by the connection.
+_CACHED_IDENTITIES = 1024
+_GRPC_NAME_KEYS = ("peer_uri", "peer_dns", "x509_common_name")
 
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def grpc_identity(auth: Mapping[str, Sequence[bytes]]) -> Identity:
+    """The caller of a gRPC call, from ``ServicerContext.auth_context()``."""
+    return _grpc_identity(tuple(tuple(auth.get(key, ())) for key in _GRPC_NAME_KEYS))
+
+
+@functools.lru_cache(maxsize=_CACHED_IDENTITIES)
+def _grpc_identity(fields: tuple[tuple[bytes, ...], ...]) -> Identity:
+    return Identity(names=names_from_grpc_auth_context(dict(zip(_GRPC_NAME_KEYS, fields, strict=True))))
+
+
+def http_identity(peercert: Mapping[str, Any] | None) -> Identity:
+    """The caller of an HTTP request, from ``SSLObject.getpeercert()``."""
+    if not peercert:
+        return _http_identity((), ())
+    return _http_identity(peercert.get("subjectAltName", ()), peercert.get("subject", ()))
+
+
+@functools.lru_cache(maxsize=_CACHED_IDENTITIES)
+def _http_identity(sans: tuple[Any, ...], subject: tuple[Any, ...]) -> Identity:
+    return Identity(names=names_from_peercert({"subjectAltName": sans, "subject": subject}))
 
 
 def names_from_grpc_auth_context(auth: Mapping[str, Sequence[bytes]]) -> frozenset[str]:

@@ -1,0 +1,299 @@
+"""Many WatchReplicas streams while Deployments change (issue 14's "1,000 watchers" scenario).
+
+``streams`` watchers (most on one of ``namespaces`` namespaces, ``cluster_wide``
+on all namespaces) stay open while ``rate`` Deployments per second are scaled
+through the apiserver. Reported: propagation from just before each PATCH to
+each stream that must see it, GetReplicas under ghz at c=16 meanwhile, and the
+server's event-loop lag histograms (``scalekeeper_event_loop_*lag_seconds``,
+sampled every 10 ms by the server itself) over the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from scalekeeper.kube.client import KubeClient
+from scalekeeper.v1 import replicas_pb2 as pb
+from scalekeeper.v1 import replicas_pb2_grpc
+from scalekeeper_dev import bench_scale
+from scalekeeper_dev.bench_env import Certs, Scalekeeper, metric_sum
+from scalekeeper_dev.bench_latency import Samples, scale_directly
+from scalekeeper_dev.bench_load import Ghz, LoadResult
+from scalekeeper_dev.bench_report import Results, Target, cpu, get_messages, ghz_run, log, ms, table
+
+TARGET_PROPAGATION_P99_MS = 100.0
+TARGET_GET_P99_FACTOR = 1.5  # GetReplicas p99 at c=16 with the streams, against without
+TARGET_LAG_MS = 20.0
+NAMESPACE_PREFIX = "bench-watchers"
+DEPLOYMENT = "app"
+STREAMS_PER_CHANNEL = 100  # one HTTP/2 connection per hundred streams, as many clients would have
+LAG_METRIC = "scalekeeper_event_loop_lag_seconds"
+BUSY_LAG_METRIC = "scalekeeper_event_loop_busy_lag_seconds"
+
+
+def namespaces(count: int) -> list[str]:
+    return [f"{NAMESPACE_PREFIX}-{i:03d}" for i in range(count)]
+
+
+async def setup(kube: KubeClient, count: int) -> None:
+    for namespace in namespaces(count):
+        await bench_scale.create_namespace(kube, namespace)
+    await bench_scale.create_many(kube, [(namespace, DEPLOYMENT) for namespace in namespaces(count)])
+
+
+@dataclass
+class WatchersResult:
+    streams: int
+    namespaces: int
+    cluster_wide: int
+    rate: float
+    seconds: float
+    changes: int = 0
+    propagation: Samples = field(default_factory=Samples)
+    missing: int = 0  # deliveries that never arrived
+    aborted: int = 0  # streams that ended before the run did
+    # From the PATCH's answer instead of from before it: scalekeeper's own share (0 when the event came first).
+    after_write: Samples = field(default_factory=Samples)
+    gets: LoadResult | None = None
+    lag: LagWindow | None = None  # how late the loop's 10 ms timer fired
+    busy_lag: LagWindow | None = None  # the part of it the loop spent running
+
+
+@dataclass
+class LagWindow:
+    samples: int
+    over_20ms: int
+    worst_bucket: str
+
+    @classmethod
+    def between(cls, name: str, before: dict, after: dict) -> LagWindow:  # type: ignore[type-arg]
+        count = int(metric_sum(after, f"{name}_count") - metric_sum(before, f"{name}_count"))
+        within = {
+            float(dict(labels)["le"]): value - before.get((sample, labels), 0.0)
+            for (sample, labels), value in after.items()
+            if sample == f"{name}_bucket"
+        }
+        reached = min((bound for bound, n in within.items() if n >= count), default=math.inf)
+        worst = f"<= {reached * 1000:.0f} ms" if reached != math.inf else "> 5 s"
+        return cls(count, int(count - within.get(0.02, 0.0)), worst)
+
+
+class _Expectations:
+    """(namespace, replicas) -> when the change was sent and how many streams still have to see it."""
+
+    def __init__(self) -> None:
+        self.sent: dict[tuple[str, int], tuple[float, int]] = {}
+        self.answered: dict[tuple[str, int], float] = {}
+        self.samples = Samples()
+        self.after_write = Samples()
+        self.outstanding = 0
+        self.all_seen = asyncio.Event()
+
+    async def send(self, kube: KubeClient, namespace: str, replicas: int) -> None:
+        await scale_directly(kube, namespace, DEPLOYMENT, replicas)
+        self.answered[(namespace, replicas)] = time.perf_counter()
+
+    def expect(self, namespace: str, replicas: int, streams: int) -> None:
+        self.sent[(namespace, replicas)] = (time.perf_counter(), streams)
+        self.outstanding += streams
+        self.all_seen.clear()
+
+    def arrived(self, namespace: str, replicas: int) -> None:
+        entry = self.sent.get((namespace, replicas))
+        if entry is None:
+            return
+        started, left = entry
+        now = time.perf_counter()
+        self.samples.add(now - started)
+        answered = self.answered.get((namespace, replicas))
+        self.after_write.add(max(0.0, now - answered) if answered is not None else 0.0)
+        self.sent[(namespace, replicas)] = (started, left - 1)
+        self.outstanding -= 1
+        if self.outstanding <= 0:
+            self.all_seen.set()
+
+
+async def _watch(
+    stub: replicas_pb2_grpc.ReplicaServiceStub, namespace: str, ready: asyncio.Event, expect: _Expectations
+) -> bool:
+    """Follow one stream; True if it ended on its own (not cancelled)."""
+    try:
+        async for event in stub.WatchReplicas(pb.WatchReplicasRequest(namespace=namespace)):
+            ready.set()
+            if event.type == pb.ReplicasEvent.MODIFIED:
+                expect.arrived(event.replicas.namespace, event.replicas.spec_replicas)
+    except grpc.aio.AioRpcError as error:
+        return error.code() != grpc.StatusCode.CANCELLED
+    return True
+
+
+async def measure(
+    results: Results, kube: KubeClient, ghz: Ghz, server: Scalekeeper, *, streams: int, namespaces: int
+) -> None:
+    log(f"6. {streams} WatchReplicas streams in {namespaces} namespaces while 20 Deployments change per second")
+    await setup(kube, namespaces)
+
+    async def gets(duration: str) -> LoadResult:
+        load = {"concurrency": 16, "duration": duration, "data_name": "get-100"}
+        return await ghz_run(ghz, server.target, "GetReplicas", get_messages(), server_pid=server.pid, **load)
+
+    results.watchers = await run(
+        server.target,
+        ghz.certs,
+        kube,
+        server.metrics,
+        gets,
+        streams=streams,
+        namespace_count=namespaces,
+        cluster_wide=streams // 10,
+    )
+
+
+async def run(
+    target: str,
+    certs: Certs,
+    kube: KubeClient,
+    server_metrics: Callable[[], dict],  # type: ignore[type-arg]
+    ghz_get: Callable[[str], Awaitable[LoadResult]],
+    *,
+    streams: int = 1000,
+    namespace_count: int = 100,
+    cluster_wide: int = 100,
+    rate: float = 20.0,
+    seconds: float = 20.0,
+) -> WatchersResult:
+    result = WatchersResult(streams, namespace_count, cluster_wide, rate, seconds)
+    scopes = [""] * cluster_wide + [
+        namespaces(namespace_count)[i % namespace_count] for i in range(streams - cluster_wide)
+    ]
+    channels = [
+        grpc.aio.secure_channel(target, certs.grpc_credentials("reader"))
+        for _ in range(-(-streams // STREAMS_PER_CHANNEL))
+    ]
+    expect = _Expectations()
+    readies = [asyncio.Event() for _ in scopes]
+    tasks = [
+        asyncio.create_task(
+            _watch(replicas_pb2_grpc.ReplicaServiceStub(channels[i // STREAMS_PER_CHANNEL]), scope, readies[i], expect)
+        )
+        for i, scope in enumerate(scopes)
+    ]
+    watchers_per_namespace = {ns: scopes.count(ns) + cluster_wide for ns in namespaces(namespace_count)}
+    try:
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=120)
+        metrics_before = await asyncio.to_thread(server_metrics)
+        gets = asyncio.create_task(ghz_get(f"{int(seconds)}s"))
+        started, second = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            # Each second, ``rate`` changes at once; every change a new count, so none is a no-op.
+            batch = []
+            for _ in range(int(rate)):
+                result.changes += 1
+                namespace = namespaces(namespace_count)[result.changes % namespace_count]
+                replicas = result.changes + 1
+                expect.expect(namespace, replicas, watchers_per_namespace[namespace])
+                batch.append(expect.send(kube, namespace, replicas))
+            await asyncio.gather(*batch)
+            second += 1
+            await asyncio.sleep(max(0.0, started + second - time.perf_counter()))
+        result.gets = await gets
+        # Let the last changes arrive (bounded), then read the lag over the whole run.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(expect.all_seen.wait(), timeout=10)
+        metrics_after = await asyncio.to_thread(server_metrics)
+        result.lag = LagWindow.between(LAG_METRIC, metrics_before, metrics_after)
+        result.busy_lag = LagWindow.between(BUSY_LAG_METRIC, metrics_before, metrics_after)
+        result.missing = sum(max(0, left) for _, left in expect.sent.values())
+        result.propagation, result.after_write = expect.samples, expect.after_write
+        result.aborted = sum(1 for task in tasks if task.done())
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for channel in channels:
+            await channel.close()
+    return result
+
+
+def targets(results: Results) -> list[Target]:
+    w = results.watchers
+    if w is None:
+        return []
+    n = f"{w.streams:,} streams"
+    p99 = w.propagation.p99
+    found = [
+        Target(
+            f"{n}: propagation p99",
+            f"< {TARGET_PROPAGATION_P99_MS:.0f} ms",
+            ms(p99),
+            p99 < TARGET_PROPAGATION_P99_MS and not w.missing,
+        ),
+        Target(
+            f"{n}: event loop blocked (busy lag)",
+            f"never > {TARGET_LAG_MS:.0f} ms",
+            f"{w.busy_lag.over_20ms:,} of {w.busy_lag.samples:,} samples over" if w.busy_lag else "n/a",
+            w.busy_lag is not None and w.busy_lag.over_20ms == 0,
+        ),
+    ]
+    without = results.get_replicas(16)[0]
+    if w.gets is not None and without is not None and without.p99_ms:
+        factor = w.gets.p99_ms / without.p99_ms
+        found.append(
+            Target(
+                f"{n}: GetReplicas p99 c=16, against without",
+                f"<= {TARGET_GET_P99_FACTOR:.1f}x",
+                f"{ms(w.gets.p99_ms)} vs {ms(without.p99_ms)} ({factor:.2f}x)",
+                factor <= TARGET_GET_P99_FACTOR,
+            )
+        )
+    return found
+
+
+def render(results: Results) -> list[str]:
+    w = results.watchers
+    if w is None:
+        return []
+    p = w.propagation
+    without = results.get_replicas(16)[0]
+    gets = w.gets
+    return [
+        "",
+        f"## 6. {w.streams:,} WatchReplicas streams",
+        "",
+        f"{w.streams - w.cluster_wide:,} streams each on one of {w.namespaces} namespaces (one Deployment each), "
+        f"{w.cluster_wide} on all namespaces, over gRPC (100 streams per connection), while {w.rate:.0f} Deployments "
+        f"per second were scaled through the apiserver for {w.seconds:.0f} s ({w.changes:,} changes), with ghz "
+        "sending GetReplicas at c=16 meanwhile. Propagation: from just before the PATCH until each stream that must "
+        "see the change received it. Event loop: the server's own histograms over the run, how late a 10 ms timer "
+        "fired (`scalekeeper_event_loop_lag_seconds`: waiting for a core counts) and the part of that the loop's "
+        "thread spent running (`scalekeeper_event_loop_busy_lag_seconds`: a blocking step), which is the target.",
+        "",
+        *table(
+            ["", "value"],
+            [
+                ["deliveries", f"{len(p):,} ({w.missing:,} missing, {w.aborted} streams ended early)"],
+                ["propagation p50 / p99 / worst", f"{ms(p.p50)} / {ms(p.p99)} / {ms(p.worst)}"],
+                [
+                    "GetReplicas c=16 with the streams: req/s, p99, CPU/call",
+                    f"{gets.rps:,.0f}, {ms(gets.p99_ms)}, {cpu(gets)}" if gets else "n/a",
+                ],
+                [
+                    "GetReplicas c=16 without (section 1): req/s, p99, CPU/call",
+                    f"{without.rps:,.0f}, {ms(without.p99_ms)}, {cpu(without)}" if without else "n/a",
+                ],
+                ["propagation from the PATCH's answer p50 / p99", f"{ms(w.after_write.p50)} / {ms(w.after_write.p99)}"],
+                *(
+                    [label, f"{lag.over_20ms:,} of {lag.samples:,} samples over 20 ms (all within {lag.worst_bucket})"]
+                    for label, lag in (("event loop late", w.lag), ("event loop busy (blocked)", w.busy_lag))
+                    if lag is not None
+                ),
+            ],
+        ),
+    ]
