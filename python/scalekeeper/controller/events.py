@@ -92,7 +92,9 @@ class EventRecorder:
         series = self._series.get(key)
         if series is None or now - series.first_seen > SERIES_WINDOW:
             self._forget_old(now)
-            series = _Series(self._body(regarding, reason, action, note, now, warning=warning), first_seen=now, last_seen=now)
+            series = _Series(
+                self._body(regarding, reason, action, note, now, warning=warning), first_seen=now, last_seen=now
+            )
             self._series[key] = series
         else:
             series.count += 1
