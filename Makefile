@@ -113,7 +113,8 @@ test-reliability: venv tools ## fault injection, concurrency and fuzz tests (a f
 # nix, kind and a container runtime are needed for the rest.
 
 NIX ?= nix
-NIX_FLAGS ?= --extra-experimental-features 'nix-command flakes'
+# nix or docker; empty: the first usable (scalekeeper_dev/image.py says which and why).
+IMAGE_BUILDER ?=
 KIND ?= kind
 KIND_CLUSTER ?= scalekeeper
 # kind v0.33.0's node image for Kubernetes v1.37.0 (the toolchain pins 1.37).
@@ -127,28 +128,19 @@ CHART := helm/scalekeeper
 # may be older than the chart's kubeVersion).
 CHART_KUBE_VERSION ?= 1.37.0
 IMAGE_ARCHIVE := .dev/image.tar
+IMAGE_REF_FILE := .dev/image.ref
 # The pinned binaries, located (or built once) by the toolchain.
 TOOL = $$($(PYTHON) -c 'from scalekeeper_dev import toolchain; print(toolchain.ensure("$(1)"))')
 HELM = $(call TOOL,helm)
 KUBECTL = $(call TOOL,kubectl)
 
 .PHONY: build
-build: ## nix build: the runtime virtualenv (bin/scalekeeper) at ./result
-	$(NIX) $(NIX_FLAGS) build .#default
+build: venv ## the runtime virtualenv: nix build (./result) with Nix >= 2.18 + flakes, else uv into .dev/runtime
+	$(DEV) build --nix $(NIX) --uv $(UV)
 
 .PHONY: image
-image: venv ## image archive .dev/image.tar and its ref in .dev/image.ref (Nix; docker build without Nix)
-	mkdir -p .dev
-	if command -v $(NIX) >/dev/null 2>&1; then \
-	  $(NIX) $(NIX_FLAGS) build .#image --out-link $(IMAGE_ARCHIVE); \
-	else \
-	  echo "nix not found: building with docker (Dockerfile)"; \
-	  id=$$(docker build -q .); ref=scalekeeper:$${id#sha256:}; ref=$${ref:0:24}; \
-	  docker tag $$id $$ref; rm -f $(IMAGE_ARCHIVE); docker save -o $(IMAGE_ARCHIVE) $$ref; \
-	fi
-	tar -xOf $(IMAGE_ARCHIVE) manifest.json \
-	  | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)[0]["RepoTags"][0])' > .dev/image.ref
-	@echo "image: $$(cat .dev/image.ref) ($(IMAGE_ARCHIVE))"
+image: venv ## image archive .dev/image.tar, its ref in .dev/image.ref (Nix >= 2.18 + flakes, else the Dockerfile)
+	$(DEV) image --nix $(NIX) --archive $(IMAGE_ARCHIVE) --ref-file $(IMAGE_REF_FILE) $(if $(IMAGE_BUILDER),--builder $(IMAGE_BUILDER))
 
 .PHONY: kind-up
 kind-up: ## create the kind cluster $(KIND_CLUSTER) (pinned node image) unless it exists
@@ -160,25 +152,32 @@ kind-down: ## delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
 # Secrets from the dev PKI (make certs): server TLS, and a reader client
-# certificate for `helm test` and test-upgrade. The dev server certificate
-# names "scalekeeper", hence tests.tlsServerName.
+# certificate for `helm test` and test-upgrade. Their names are handed to the
+# chart (tls.secretName, tests.clientSecret) rather than guessed from its
+# naming rules. The dev server certificate names "scalekeeper", hence
+# tests.tlsServerName.
+TLS_SECRET ?= $(RELEASE)-tls
+READER_SECRET ?= $(RELEASE)-reader-tls
+# $(call dev_secret,NAME,CERT): Secret NAME from .dev/certs/CERT.{crt,key} and the CA, applied idempotently.
+dev_secret = $$kubectl $$ctx create secret generic $(1) --dry-run=client -o yaml \
+	  --from-file=tls.crt=.dev/certs/$(2).crt --from-file=tls.key=.dev/certs/$(2).key \
+	  --from-file=ca.crt=.dev/certs/ca.crt | $$kubectl $$ctx apply -f -
+
 .PHONY: deploy
 deploy: image certs ## load the image into kind; helm upgrade --install --wait --atomic; helm test
 	$(KIND) load image-archive $(IMAGE_ARCHIVE) --name $(KIND_CLUSTER)
 	kubectl=$(KUBECTL); ctx="--context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE)"; \
 	$$kubectl --context $(KUBE_CONTEXT) create namespace $(DEPLOY_NAMESPACE) --dry-run=client -o yaml \
 	  | $$kubectl --context $(KUBE_CONTEXT) apply -f -; \
-	for pair in $(RELEASE)-tls:server $(RELEASE)-reader-tls:reader; do \
-	  $$kubectl $$ctx create secret generic $${pair%%:*} --dry-run=client -o yaml \
-	    --from-file=tls.crt=.dev/certs/$${pair##*:}.crt --from-file=tls.key=.dev/certs/$${pair##*:}.key \
-	    --from-file=ca.crt=.dev/certs/ca.crt | $$kubectl $$ctx apply -f -; \
-	done
-	ref=$$(cat .dev/image.ref); \
+	$(call dev_secret,$(TLS_SECRET),server); \
+	$(call dev_secret,$(READER_SECRET),reader)
+	ref=$$(cat $(IMAGE_REF_FILE)); \
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) \
 	  --wait --atomic --timeout 10m \
 	  --set image.repository=$${ref%:*} --set image.tag=$${ref##*:} --set image.pullPolicy=Never \
 	  --set 'auth.readers={scalekeeper-reader}' --set 'auth.writers={scalekeeper-writer}' \
-	  --set tests.clientSecret=$(RELEASE)-reader-tls --set tests.tlsServerName=scalekeeper \
+	  --set tls.secretName=$(TLS_SECRET) \
+	  --set tests.clientSecret=$(READER_SECRET) --set tests.tlsServerName=scalekeeper \
 	  $(DEPLOY_HELM_ARGS)
 	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --logs
 
@@ -186,7 +185,7 @@ deploy: image certs ## load the image into kind; helm upgrade --install --wait -
 test-upgrade: deploy ## on kind: RPCs through the Service during a rolling helm upgrade; fails on any failed call
 	$(PYTHON) tests/delivery/rpc_loop.py rollout --kubectl $(KUBECTL) --helm $(HELM) \
 	  --context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --release $(RELEASE) --chart $(CHART) \
-	  --image $$(cat .dev/image.ref) --client-secret $(RELEASE)-reader-tls --server-name scalekeeper
+	  --image $$(cat $(IMAGE_REF_FILE)) --client-secret $(READER_SECRET) --server-name scalekeeper
 
 .PHONY: check-nix
 check-nix: ## parse every .nix file (nix-instantiate --parse; apt-get install nix-bin); flake.lock is JSON

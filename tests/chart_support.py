@@ -22,11 +22,13 @@ CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 # namespace: (apiGroup, resource) -> verbs. The chart must grant exactly this.
 WATCH_PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     # Exactly the calls the code makes: the reflectors list and watch; SetReplicas
-    # creates (POST, or an apply that creates) and patches (apply, merge patch);
+    # creates (POST, or an apply that creates), patches (apply, merge patch) and gets
+    # (a conditional write whose expected version the cache does not show yet, and
+    # an apply that conflicted, to name the owner of spec.replicas);
     # the controller PUTs /scale, merge-patches /status and POSTs Events.
     ("apps", "deployments"): frozenset({"list", "watch"}),
     ("apps", "deployments/scale"): frozenset({"update"}),
-    ("scalekeeper.dev", "deploymentscales"): frozenset({"list", "watch", "create", "patch"}),
+    ("scalekeeper.dev", "deploymentscales"): frozenset({"get", "list", "watch", "create", "patch"}),
     ("scalekeeper.dev", "deploymentscales/status"): frozenset({"patch"}),
     ("autoscaling", "horizontalpodautoscalers"): frozenset({"list", "watch"}),
     ("events.k8s.io", "events"): frozenset({"create"}),
@@ -64,6 +66,16 @@ def render(
         args += ["--set", item]
     out = helm(*args).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def refusal(set_values: Iterable[str]) -> str:
+    """`helm template` with these values must fail: its error output."""
+    args = ["template", "sk", str(CHART), "--kube-version", KUBE_VERSION]
+    for item in set_values:
+        args += ["--set", item]
+    result = helm(*args, check=False)
+    assert result.returncode != 0, "helm template accepted " + " ".join(set_values)
+    return result.stderr
 
 
 def by_kind(objects: Sequence[Mapping], kind: str) -> list[Mapping]:

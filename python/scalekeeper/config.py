@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,8 +44,24 @@ class Settings:
     log_level: str
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+# Namespaces are DNS-1123 labels; a typo must stop start-up, not leave the server watching nothing.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _env_boolean(parser: argparse.ArgumentParser, name: str, raw: str) -> bool:
+    """A boolean environment variable; anything but a known spelling stops start-up (``flase`` is no False)."""
+    word = raw.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    parser.error(f"{name}={raw[:40]!r} is not a boolean; use true or false (or 1/0, yes/no, on/off)")
 
 
 def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -59,7 +76,7 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         env_name = ENV_PREFIX + flag.removeprefix("--").replace("-", "_").upper()
         if isinstance(default, bool):
             raw = env.get(env_name)
-            value = default if raw is None else raw.strip().lower() in {"1", "true", "yes", "on"}
+            value = default if raw is None else _env_boolean(parser, env_name, raw)
             parser.add_argument(flag, default=value, help=help_text, action=argparse.BooleanOptionalAction)
         else:
             parser.add_argument(flag, default=env.get(env_name, default), help=help_text, **kwargs)  # type: ignore[arg-type]
@@ -125,4 +142,9 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         parser.error("--max-replicas must be between 1 and 2147483647")
     if settings.workers < 1:
         parser.error("--workers must be at least 1")
+    invalid = [namespace for namespace in settings.namespaces if not _DNS1123_LABEL.fullmatch(namespace)]
+    if invalid:
+        parser.error(f"--namespaces: {', '.join(map(repr, invalid))} is not a namespace name (a DNS-1123 label)")
+    if settings.drain_seconds < 0:
+        parser.error("--drain-seconds must not be negative")
     return settings

@@ -2,8 +2,9 @@
 
 The service layer raises ``ServiceError`` with one of these codes; the gRPC
 transport turns it into a status and the HTTP transport into a status line and
-a JSON body. Anything else escaping a handler is a bug: transports log it and
-answer UNAVAILABLE without details, so internals never leak.
+a JSON body. Anything else escaping a handler is a bug: transports answer
+INTERNAL with a correlation id that is also in the ERROR log line, and never
+UNAVAILABLE, since retrying a deterministic failure only adds load.
 """
 
 from __future__ import annotations
@@ -12,17 +13,22 @@ import enum
 
 
 class Code(enum.Enum):
-    # value: (gRPC status name, HTTP status), as grpc-gateway maps them.
-    INVALID_ARGUMENT = ("INVALID_ARGUMENT", 400)
-    NOT_FOUND = ("NOT_FOUND", 404)
-    PERMISSION_DENIED = ("PERMISSION_DENIED", 403)
-    FAILED_PRECONDITION = ("FAILED_PRECONDITION", 400)
-    ABORTED = ("ABORTED", 409)
-    UNAVAILABLE = ("UNAVAILABLE", 503)
+    """A gRPC status (the member name), with its numeric code and the HTTP status grpc-gateway maps it to."""
 
-    @property
-    def http_status(self) -> int:
-        return self.value[1]
+    INVALID_ARGUMENT = (3, 400)
+    NOT_FOUND = (5, 404)
+    PERMISSION_DENIED = (7, 403)
+    # A request body over the HTTP limit (gRPC's own limit gives the same code). grpc-gateway says 429, which
+    # means "slow down"; nothing here is rate-limited, and 413 is HTTP's status for exactly this.
+    RESOURCE_EXHAUSTED = (8, 413)
+    FAILED_PRECONDITION = (9, 400)
+    ABORTED = (10, 409)
+    INTERNAL = (13, 500)
+    UNAVAILABLE = (14, 503)
+
+    def __init__(self, grpc_code: int, http_status: int) -> None:
+        self.grpc_code = grpc_code
+        self.http_status = http_status
 
 
 class ServiceError(Exception):

@@ -33,6 +33,11 @@ RECONCILES = Counter(
     "Controller reconciles, by result (success, error, requeue, ...).",
     ["result"],
 )
+REPLICA_FIGHTS = Gauge(
+    "scalekeeper_replica_fights",
+    "DeploymentScales whose Deployment count another field manager keeps setting back "
+    "(Ready=False, reason ConflictWithFieldManager); reverts are backed off meanwhile.",
+)
 
 READY = Gauge("scalekeeper_ready", "1 when the API is ready to serve (same as /readyz), else 0.")
 TLS_RELOADS = Counter("scalekeeper_tls_reloads_total", "Server TLS files reloaded after a change.")

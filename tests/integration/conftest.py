@@ -22,6 +22,19 @@ Fixtures:
     every server it started is stopped at the end of the test.
 ``deployments``
     factory ``deployments(namespace, names, replicas=1)`` creating Deployments as admin.
+``make_release``
+    factory ``make_release(*settings) -> Release``: the chart installed in the
+    test's namespace (chart_releases.py), uninstalled afterwards.
+``extra_namespaces``
+    factory ``extra_namespaces(count) -> names``, deleted afterwards.
+``cluster``
+    :class:`controller_harness.Cluster`: admin-side helpers in a fresh namespace, CRD installed.
+``transport``, ``api_for``, ``writer``, ``reader``
+    parametrized over gRPC and HTTP: ``api_for(role)`` is a :class:`transport_clients.Api` for
+    ``scalekeeper_server`` with that client certificate; ``writer`` and ``reader`` are the two roles'.
+``start_controller``
+    async factory ``start_controller(elector_identity=None, lease=None, fights=None)``: an in-process
+    controller (own client and cache) on the test's event loop -> ``(controller, instrumented, cache)``.
 """
 
 from __future__ import annotations
@@ -31,11 +44,14 @@ from scalekeeper.tls import policy
 
 policy.pin_grpc_cipher_suites()
 
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
+from chart_releases import Release, adopt_crd  # noqa: E402
+from controller_harness import Cluster, Factory, controller_factory  # noqa: E402
+from kubernetes import client  # noqa: E402
 from server_harness import (  # noqa: E402
     ServerPki,
     ServerProcess,
@@ -43,6 +59,9 @@ from server_harness import (  # noqa: E402
     deployment_manifest,
     server_factory,
 )
+from transport_clients import TRANSPORTS, Api  # noqa: E402
+
+from scalekeeper_dev.testcluster import dns_label as _dns_label  # noqa: E402
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -82,8 +101,6 @@ def scalekeeper_server(
 
 @pytest.fixture
 def deployments(admin_api: ApiClient) -> Callable[..., list[str]]:
-    from kubernetes import client
-
     apps = client.AppsV1Api(admin_api)
 
     def create(namespace: str, names: Sequence[str], replicas: int = 1) -> list[str]:
@@ -92,3 +109,67 @@ def deployments(admin_api: ApiClient) -> Callable[..., list[str]]:
         return list(names)
 
     return create
+
+
+@pytest.fixture
+def make_release(test_cluster, admin_api, namespace) -> Iterator[Callable[..., Release]]:
+    releases: list[Release] = []
+
+    def make(*settings: str) -> Release:
+        release = Release(test_cluster.admin_kubeconfig, _dns_label("sk", max_length=20), namespace)
+        adopt_crd(admin_api, release)
+        releases.append(release)
+        release.notes = release.install(*settings)
+        return release
+
+    yield make
+    for release in releases:
+        release.uninstall()
+
+
+@pytest.fixture
+def extra_namespaces(admin_api) -> Iterator[Callable[[int], list[str]]]:
+    core = client.CoreV1Api(admin_api)
+    created: list[str] = []
+
+    def make(count: int) -> list[str]:
+        names = [_dns_label(f"watched-{index}", max_length=30) for index in range(count)]
+        for name in names:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+            created.append(name)
+        return names
+
+    yield make
+    for name in created:
+        core.delete_namespace(name)
+
+
+@pytest.fixture
+def cluster(admin_api: ApiClient, namespace: str, scalekeeper_crd: str) -> Cluster:
+    return Cluster(admin_api, namespace)
+
+
+@pytest.fixture
+async def start_controller(test_cluster: TestCluster, namespace: str, scalekeeper_crd: str) -> AsyncIterator[Factory]:
+    async with controller_factory(test_cluster.admin_kubeconfig, namespace) as start:
+        yield start
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def api_for(scalekeeper_server: ServerProcess, transport: str) -> Callable[[str], Api]:
+    return lambda role: TRANSPORTS[transport](scalekeeper_server, role)
+
+
+@pytest.fixture
+def writer(api_for: Callable[[str], Api]) -> Api:
+    return api_for("writer")
+
+
+@pytest.fixture
+def reader(api_for: Callable[[str], Api]) -> Api:
+    return api_for("reader")

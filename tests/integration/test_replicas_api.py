@@ -99,7 +99,7 @@ def test_set_replicas_stores_desired_state_and_the_controller_applies_it(
     answer = stub.SetReplicas(pb.SetReplicasRequest(namespace=namespace, name="web", replicas=4))
     assert answer.desired_replicas == 4
     assert answer.managed
-    assert answer.resource_version
+    assert answer.desired_version
 
     eventually(lambda: scale_of(admin_api, namespace, "web") == 4, "the Deployment scaled to 4")
 
@@ -151,14 +151,14 @@ def test_concurrent_writers_with_the_same_expected_version_one_wins(
     deployments(namespace, ["shop"])
     stub = scalekeeper_server.stub("writer")
     eventually(lambda: stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name="shop")), "shop in the cache")
-    version = stub.SetReplicas(pb.SetReplicasRequest(namespace=namespace, name="shop", replicas=1)).resource_version
+    version = stub.SetReplicas(pb.SetReplicasRequest(namespace=namespace, name="shop", replicas=1)).desired_version
 
     outcomes: list[grpc.StatusCode] = []
     barrier = threading.Barrier(2)
 
     def write(replicas: int) -> None:
         request = pb.SetReplicasRequest(
-            namespace=namespace, name="shop", replicas=replicas, expected_resource_version=version
+            namespace=namespace, name="shop", replicas=replicas, expected_desired_version=version
         )
         barrier.wait()
         try:
@@ -182,10 +182,10 @@ def test_expected_version_semantics_create_only_and_vanished(
     stub = scalekeeper_server.stub("writer")
     eventually(lambda: stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name="cart")), "cart in the cache")
 
-    create_only = pb.SetReplicasRequest(namespace=namespace, name="cart", replicas=2, expected_resource_version="")
+    create_only = pb.SetReplicasRequest(namespace=namespace, name="cart", replicas=2, expected_desired_version="")
     created = stub.SetReplicas(create_only)
     assert created.managed
-    assert created.resource_version, created
+    assert created.desired_version, created
     with pytest.raises(grpc.RpcError) as again:
         stub.SetReplicas(create_only)
     assert again.value.code() is grpc.StatusCode.ABORTED
@@ -194,8 +194,84 @@ def test_expected_version_semantics_create_only_and_vanished(
         "scalekeeper.dev", "v1alpha1", namespace, "deploymentscales", "cart"
     )
     stale = pb.SetReplicasRequest(
-        namespace=namespace, name="cart", replicas=3, expected_resource_version=created.resource_version
+        namespace=namespace, name="cart", replicas=3, expected_desired_version=created.desired_version
     )
     with pytest.raises(grpc.RpcError) as vanished:
         stub.SetReplicas(stale)
     assert vanished.value.code() is grpc.StatusCode.ABORTED
+
+
+def test_conditional_writes_chain_across_the_controllers_status_writes(
+    server_with_controller: ServerProcess, admin_api: client.ApiClient, namespace: str, deployments
+):
+    deployments(namespace, ["chain"], replicas=1)
+    stub = server_with_controller.stub("writer")
+    custom = client.CustomObjectsApi(admin_api)
+
+    def stored() -> dict:
+        return custom.get_namespaced_custom_object(
+            "scalekeeper.dev", "v1alpha1", namespace, "deploymentscales", "chain"
+        )
+
+    def set_to(replicas: int, expected: str) -> pb.Replicas:
+        request = pb.SetReplicasRequest(
+            namespace=namespace, name="chain", replicas=replicas, expected_desired_version=expected
+        )
+        return stub.SetReplicas(request, timeout=10)
+
+    unmanaged = eventually(lambda: stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name="chain")), "chain")
+    assert unmanaged.desired_version == ""
+    first = set_to(2, unmanaged.desired_version)
+    # The controller's status write lands after the Set: the object's resourceVersion moves on...
+    written_at = stored()["metadata"]["resourceVersion"]
+    eventually(
+        lambda: stored().get("status", {}).get("observedGeneration") == stored()["metadata"]["generation"], "status"
+    )
+    assert stored()["metadata"]["resourceVersion"] != written_at
+    # ...but the version the caller holds does not: Get -> Set -> Set chains without a spurious ABORTED.
+    second = set_to(3, first.desired_version)
+    third = set_to(4, second.desired_version)
+    assert (third.desired_replicas, stored()["spec"]["replicas"]) == (4, 4)
+    assert set_to(4, third.desired_version).desired_version == third.desired_version  # same count: nothing moves
+
+    # A metadata edit is not a change of the desired count either.
+    custom.patch_namespaced_custom_object(
+        "scalekeeper.dev", "v1alpha1", namespace, "deploymentscales", "chain", {"metadata": {"labels": {"a": "b"}}}
+    )
+    fourth = set_to(5, third.desired_version)
+
+    def refused(expected: str) -> str:
+        with pytest.raises(grpc.RpcError) as caught:
+            set_to(9, expected)
+        assert caught.value.code() is grpc.StatusCode.ABORTED, caught.value
+        return caught.value.details()
+
+    # What does invalidate it: someone else's Set, an edit of spec, delete and re-create.
+    assert "changed since" in refused(second.desired_version)
+    custom.patch_namespaced_custom_object(
+        "scalekeeper.dev", "v1alpha1", namespace, "deploymentscales", "chain", {"spec": {"replicas": 6}}
+    )
+    refused(fourth.desired_version)
+    current = eventually(
+        lambda: (
+            (r := stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name="chain"))).desired_replicas == 6
+            and r
+        ),
+        "the spec edit in the cache",
+    )
+    custom.delete_namespaced_custom_object("scalekeeper.dev", "v1alpha1", namespace, "deploymentscales", "chain")
+    refused(current.desired_version)
+    custom.create_namespaced_custom_object(
+        "scalekeeper.dev",
+        "v1alpha1",
+        namespace,
+        "deploymentscales",
+        {
+            "apiVersion": "scalekeeper.dev/v1alpha1",
+            "kind": "DeploymentScale",
+            "metadata": {"name": "chain"},
+            "spec": {"replicas": 6},
+        },
+    )
+    refused(current.desired_version)  # same generation, same count, but another object
+    assert stored()["spec"]["replicas"] == 6

@@ -1,7 +1,7 @@
 """Optimistic concurrency under contention: 50 writers, one Deployment, 30 seconds.
 
 Each writer reads the DeploymentScale's version with GetReplicas and writes
-with ``expected_resource_version`` set to it. Whatever the interleaving, a
+with ``expected_desired_version`` set to it. Whatever the interleaving, a
 correct server answers every write OK or ABORTED, never accepts two changing
 writes made against the same version (that would be a lost update), and ends with
 the state of the last accepted write, in its cache, in the DeploymentScale and
@@ -31,7 +31,7 @@ NAME = "contended"
 @dataclass(frozen=True)
 class Accepted:
     expected: str
-    resource_version: str
+    version: str
     replicas: int
 
 
@@ -72,7 +72,7 @@ async def test_fifty_writers_with_expected_versions(
                     continue
                 want = rng.randint(0, 20)
                 request = pb.SetReplicasRequest(
-                    namespace=namespace, name=NAME, replicas=want, expected_resource_version=current.resource_version
+                    namespace=namespace, name=NAME, replicas=want, expected_desired_version=current.desired_version
                 )
                 try:
                     answer = await stub.SetReplicas(request, timeout=10)
@@ -81,7 +81,7 @@ async def test_fifty_writers_with_expected_versions(
                     continue
                 codes["OK"] += 1
                 assert answer.desired_replicas == want
-                accepted.append(Accepted(current.resource_version, answer.resource_version, want))
+                accepted.append(Accepted(current.desired_version, answer.desired_version, want))
 
         await asyncio.gather(*(writer(i) for i in range(WRITERS)))
 
@@ -89,19 +89,20 @@ async def test_fifty_writers_with_expected_versions(
     assert set(codes) <= {"OK", "ABORTED"}, f"unexpected codes: {dict(codes)}"
     assert accepted, "no write was accepted at all"
     assert codes["ABORTED"], "50 writers on one object and no conflict: the expected version is not enforced"
-    assert all(a.resource_version for a in accepted), "an accepted write returned no resource_version"
+    assert all(a.version for a in accepted), "an accepted write returned no desired_version"
     # A write of the count the object already has changes nothing and keeps its version, so a later
     # write against that version is rightly accepted too. What must never happen: two accepted writes
     # against one version that both changed the object (the second overwrote the first unseen).
-    changes = Counter(a.expected for a in accepted if a.resource_version != a.expected)
+    changes = Counter(a.expected for a in accepted if a.version != a.expected)
     lost = {version: n for version, n in changes.items() if n > 1}
     assert not lost, f"writes accepted twice against the same version (lost updates): {lost}"
-    for version in {a.expected for a in accepted if a.resource_version == a.expected}:
-        no_ops = {a.replicas for a in accepted if a.expected == version and a.resource_version == version}
+    for version in {a.expected for a in accepted if a.version == a.expected}:
+        no_ops = {a.replicas for a in accepted if a.expected == version and a.version == version}
         assert len(no_ops) == 1, f"no-op writes against {version} claim different counts: {no_ops}"
 
-    # resourceVersions are etcd revisions here: their order is the order of the writes (a test-only assumption).
-    last = max(accepted, key=lambda a: int(a.resource_version))
+    # The version is "<uid>/<generation>" and generations grow with each change of the spec: their order is the
+    # order of the writes (a test-only look inside the opaque version).
+    last = max(accepted, key=lambda a: int(a.version.rsplit("/", 1)[1]))
     assert int(kube.scale_object(namespace, NAME)["spec"]["replicas"]) == last.replicas
     eventually(
         lambda: get(sync_stub, namespace, NAME).desired_replicas == last.replicas, "the cache at the last write", 10

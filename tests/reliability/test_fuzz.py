@@ -158,7 +158,7 @@ def test_set_replicas(  # noqa: PLR0917 -- pytest fixtures and hypothesis argume
         namespace = fuzz_namespace  # reach the real Deployment, so writes get past validation too
     request = pb.SetReplicasRequest(namespace=namespace, name=name, replicas=replicas)
     if expected is not None:
-        request.expected_resource_version = expected
+        request.expected_desired_version = expected
     _assert_client_error(_code(lambda: stub.SetReplicas(request, timeout=10)), f"SetReplicas({request!r:.200})")
 
 
@@ -291,7 +291,7 @@ def test_http_get(https: RawHttps, namespace: str, name: str) -> None:
     body=st.one_of(
         st.fixed_dictionaries(
             {"replicas": st.one_of(int32s, st.integers(), st.floats(), st.text(max_size=10), json_values)},
-            optional={"expectedResourceVersion": st.one_of(st.text(max_size=20), json_values)},
+            optional={"expectedDesiredVersion": st.one_of(st.text(max_size=20), json_values)},
         ).map(lambda d: json.dumps(d).encode()),
         json_values.map(lambda v: json.dumps(v).encode()),
         st.binary(max_size=300),
@@ -302,8 +302,8 @@ def test_http_get(https: RawHttps, namespace: str, name: str) -> None:
     ),
     content_type=st.sampled_from(["application/json", "text/plain", "application/json; charset=latin-1", ""]),
 )
-# Found by this test: the apiserver answers 500 to a malformed resourceVersion precondition.
-@example(name=TARGET, body=b'{"replicas": 0, "expectedResourceVersion": ":"}', content_type="application/json")
+# Found by this test: the apiserver answered 500 to a malformed resourceVersion precondition.
+@example(name=TARGET, body=b'{"replicas": 0, "expectedDesiredVersion": ":"}', content_type="application/json")
 def test_http_put(https: RawHttps, fuzz_namespace: str, name: str, body: bytes, content_type: str) -> None:
     path = f"/v1/namespaces/{fuzz_namespace}/deployments/{_q(name)}/replicas"
     headers = {"Content-Type": content_type} if content_type else {}

@@ -50,3 +50,28 @@ def test_bad_settings_exit_with_usage(argv: list[str], capsys: pytest.CaptureFix
         config.load(argv, env={})
     assert exited.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("raw", "value"), [("true", True), (" Yes ", True), ("1", True), ("off", False), ("0", False)])
+def test_boolean_environment_variables(raw: str, value: bool) -> None:
+    assert config.load([], env={"SCALEKEEPER_CONTROLLER": raw}).controller is value
+
+
+@pytest.mark.parametrize("raw", ["flase", "", "enabled", "2", "tru"])
+def test_a_boolean_environment_variable_that_is_no_boolean_stops_start_up(
+    raw: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        config.load([], env={"SCALEKEEPER_LEADER_ELECTION": raw})
+    assert exited.value.code == 2
+    assert "SCALEKEEPER_LEADER_ELECTION" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--namespaces", "team-a,Team_B"], ["--drain-seconds", "-1"]])
+def test_settings_a_typo_would_silently_break_exit_with_usage(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        config.load(argv, env={})
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err

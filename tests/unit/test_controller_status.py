@@ -30,6 +30,7 @@ def scale(
     return ScaleView(
         namespace="ns",
         name="web",
+        uid="d6a4c1e0-0000-4000-8000-000000000001",
         resource_version="42",
         generation=generation,
         desired_replicas=desired,

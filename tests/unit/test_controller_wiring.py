@@ -27,7 +27,7 @@ class StoresOnly:
 
 
 def scale(name: str, desired: int = 1) -> ScaleView:
-    return ScaleView("ns", name, "1", 1, desired, 0, 0, 0, ())
+    return ScaleView("ns", name, f"uid-{name}", "1", 1, desired, 0, 0, 0, ())
 
 
 def deployment(name: str, replicas: int = 1, rv: str = "1") -> DeploymentView:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 
 import pytest
 
+from scalekeeper.cache.projections import ScaleView
 from scalekeeper.errors import Code, ServiceError
 from scalekeeper.service import paging, validation
 from scalekeeper.service.authz import Authorizer, Identity, Permission
+from scalekeeper.service.versions import NOT_MANAGED, DesiredVersion, desired_version
 
 
 def code_of(call: object, *args: object, **kwargs: object) -> Code:
@@ -79,6 +82,8 @@ def forged(payload: object) -> str:
         forged({"v": 1, "ns": "", "after": [1, 2]}),
         forged([1, 2, 3]),
         forged("text"),
+        base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode(),  # deeper than the JSON parser's stack
+        base64.urlsafe_b64encode(b'{"v": ' + b"1" * 5000 + b"}").decode(),  # more digits than int() converts
     ],
 )
 def test_bad_page_tokens_are_invalid_argument(token: str) -> None:
@@ -116,12 +121,30 @@ def test_identity_display_prefers_uri_san() -> None:
     assert str(Identity(frozenset())) == "<anonymous>"
 
 
-@pytest.mark.parametrize("version", ["1", "4711", str(2**64 - 1)])
-def test_plausible_resource_versions(version: str) -> None:
-    assert validation.resource_version(version) == version
+def test_desired_version_round_trips_and_ignores_resource_version() -> None:
+    scale = ScaleView.from_object(
+        {
+            "metadata": {"namespace": "ns", "name": "web", "uid": "0b5e-9a", "resourceVersion": "77", "generation": 4},
+            "spec": {"replicas": 3},
+        }
+    )
+    version = str(DesiredVersion.of(scale))
+    assert version == "0b5e-9a/4" == desired_version(scale)
+    assert desired_version(None) == ""
+    assert DesiredVersion.parse(version) == DesiredVersion.of(scale)
+    # A status write changes the resourceVersion, not the version callers hold.
+    assert DesiredVersion.of(dataclasses.replace(scale, resource_version="78")) == DesiredVersion.of(scale)
+    assert DesiredVersion.of(dataclasses.replace(scale, generation=5)) != DesiredVersion.of(scale)
+    assert DesiredVersion.of(dataclasses.replace(scale, uid="other")) != DesiredVersion.of(scale)
 
 
-@pytest.mark.parametrize("version", [":", "abc", "-1", "1.5", " 1", "١٢", str(2**64), "9" * 21])
-def test_implausible_resource_versions_are_invalid_argument(version: str) -> None:
-    # The apiserver would answer these with 500; they must never reach it.
-    assert code_of(validation.resource_version, version) is Code.INVALID_ARGUMENT
+def test_the_empty_version_is_that_of_an_unmanaged_deployment() -> None:
+    assert DesiredVersion.parse("") == DesiredVersion.of(None) == NOT_MANAGED
+    assert str(NOT_MANAGED) == ""
+
+
+@pytest.mark.parametrize(
+    "version", ["0", "4711", "abc", "/1", "uid/", "uid/-1", "uid/1.5", " a/1", "a/\u0661", "a/1/2"]
+)
+def test_strings_that_are_no_desired_version_are_invalid_argument(version: str) -> None:
+    assert code_of(DesiredVersion.parse, version) is Code.INVALID_ARGUMENT

@@ -62,6 +62,14 @@ class ClusterCache:
     def healthy(self) -> bool:
         return all(reflector.listed.is_set() and reflector.healthy for reflector in self._reflectors)
 
+    def serves(self, resource: Resource) -> bool:
+        """False while the apiserver does not serve ``resource`` (a CRD that is not installed).
+
+        Such a kind counts as synced and healthy with an empty store: no object
+        of it exists, so the cache is right, and reads need not fail.
+        """
+        return not any(r.absent for r in self._reflectors if r.resource == resource)
+
     @property
     def problems(self) -> list[str]:
         """Why the cache is not healthy, one line per reflector that is not."""

@@ -7,6 +7,7 @@ full client models (which cost kilobytes each and are slow to build).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -19,6 +20,23 @@ def key_of(obj: RawObject) -> Key:
     return metadata.get("namespace", ""), metadata["name"]
 
 
+def replicas_managers(metadata: RawObject, *, subresources: bool) -> tuple[str, ...]:
+    """The field managers that own ``spec.replicas`` according to managedFields, sorted.
+
+    ``subresources`` False leaves out writes made through a subresource (e.g.
+    ``kubectl scale`` through ``/scale``), which are imperative, not someone's
+    declared state.
+    """
+    # Interned: thousands of views share a handful of manager names.
+    owners = {
+        sys.intern(entry.get("manager", ""))
+        for entry in metadata.get("managedFields") or ()
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+        and (subresources or not entry.get("subresource"))
+    }
+    return tuple(sorted(owners))
+
+
 @dataclass(frozen=True, slots=True)
 class DeploymentView:
     namespace: str
@@ -27,6 +45,8 @@ class DeploymentView:
     spec_replicas: int
     ready_replicas: int
     available_replicas: int
+    # Who last set spec.replicas, through /scale or not: how the controller names the other side of a fight.
+    replicas_managers: tuple[str, ...] = ()
 
     @property
     def key(self) -> Key:
@@ -43,6 +63,7 @@ class DeploymentView:
             spec_replicas=int(spec.get("replicas", 1)),
             ready_replicas=int(status.get("readyReplicas", 0)),
             available_replicas=int(status.get("availableReplicas", 0)),
+            replicas_managers=replicas_managers(metadata, subresources=True),
         )
 
 
@@ -61,6 +82,7 @@ class ScaleView:
 
     namespace: str
     name: str
+    uid: str
     resource_version: str
     generation: int
     desired_replicas: int
@@ -68,6 +90,10 @@ class ScaleView:
     status_replicas: int
     status_ready_replicas: int
     conditions: tuple[ConditionView, ...]
+    # Who declared spec.replicas on the object itself (an applier such as a GitOps
+    # tool, or an editor); writes through /scale are left out. SetReplicas refuses
+    # to override them unless told to take over.
+    replicas_managers: tuple[str, ...] = ()
 
     @property
     def key(self) -> Key:
@@ -82,6 +108,7 @@ class ScaleView:
         return cls(
             namespace=metadata["namespace"],
             name=metadata["name"],
+            uid=metadata.get("uid", ""),
             resource_version=metadata.get("resourceVersion", ""),
             generation=int(metadata.get("generation", 0)),
             desired_replicas=int(spec.get("replicas", 0)),
@@ -98,6 +125,7 @@ class ScaleView:
                 )
                 for c in status.get("conditions") or ()
             ),
+            replicas_managers=replicas_managers(metadata, subresources=False),
         )
 
 

@@ -31,8 +31,16 @@ from scalekeeper.kube.resources import Resource
 log = logging.getLogger(__name__)
 
 
+# How often a kind the apiserver does not serve (a CRD not installed) is looked for again.
+ABSENT_KIND_POLL_SECONDS = 5.0
+
+
 class WatchExpired(Exception):
     """The watch's resourceVersion is too old (410 Gone): the state must be re-listed."""
+
+
+class KindNotServed(Exception):
+    """The apiserver answered 404 for the collection: the kind does not exist (for a CRD: not installed)."""
 
 
 class Backoff:
@@ -76,7 +84,12 @@ class Reflector(Generic[V]):
         self._path = resource.path(namespace)
         self.listed = asyncio.Event()  # set once the first list has filled the store
         self.healthy = False  # no failed list or watch since the last success
+        self.absent = False  # the last list found the kind not served: the store is empty, and that is the truth
         self.last_error = "not listed yet"
+
+    @property
+    def resource(self) -> Resource:
+        return self._resource
 
     @property
     def name(self) -> str:
@@ -92,6 +105,10 @@ class Reflector(Generic[V]):
             except WatchExpired:
                 metrics.WATCH_RESTARTS.labels(self._resource.plural, "expired").inc()
                 log.info("watch of %s expired (410 Gone); re-listing", self.name)
+            except KindNotServed:
+                # From a watch: re-list at once to learn whether the kind is gone. From a list: poll for it.
+                if self.absent:
+                    await asyncio.sleep(ABSENT_KIND_POLL_SECONDS)
             except (KubeApiError, aiohttp.ClientError, TimeoutError, ValueError, KeyError) as error:
                 # ValueError/KeyError: a malformed line or object; re-listing recovers.
                 self._fail(error)
@@ -122,6 +139,8 @@ class Reflector(Generic[V]):
                     # The continue token expired mid-list: start over from a fresh snapshot.
                     views, query = [], {"limit": self._page_size}
                     continue
+                if error.is_not_found:
+                    raise self._not_served() from error
                 raise
             views.extend(self._project(item) for item in page.get("items") or ())
             continue_token = page["metadata"].get("continue")
@@ -130,9 +149,26 @@ class Reflector(Generic[V]):
             query = {"limit": self._page_size, "continue": continue_token}
         self._store.replace(views, self._namespace)
         self.listed.set()
+        if self.absent:
+            log.info("%s are served again", self._resource.plural)
+            self.absent = False
         self._succeed()
         version: str = page["metadata"]["resourceVersion"]
         return version
+
+    def _not_served(self) -> KindNotServed:
+        """The list found no such kind: nothing of it exists, which is a state, not a failure."""
+        self._store.replace([], self._namespace)
+        self.listed.set()
+        if not self.absent:
+            log.warning(
+                "the apiserver does not serve %s (CRD not installed?); looking again every %.0fs",
+                self._resource.plural,
+                ABSENT_KIND_POLL_SECONDS,
+            )
+            self.absent = True
+        self._succeed()
+        return KindNotServed()
 
     async def _watch(self, version: str) -> str:
         """Apply watch events after ``version``; return the last version seen when the watch ends cleanly."""
@@ -147,6 +183,8 @@ class Reflector(Generic[V]):
         except KubeApiError as error:
             if error.is_gone:
                 raise WatchExpired from error
+            if error.is_not_found:
+                raise KindNotServed from error
             raise
         self._succeed()
         try:

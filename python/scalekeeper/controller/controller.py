@@ -25,6 +25,7 @@ from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.cache.projections import DeploymentView, HpaView, Key, ScaleView
 from scalekeeper.cache.store import EventType
 from scalekeeper.controller.events import EventRecorder
+from scalekeeper.controller.fights import FightPolicy
 from scalekeeper.controller.leader import LeaderElector
 from scalekeeper.controller.reconciler import Reconciler
 from scalekeeper.controller.workqueue import ExponentialBackoff, QueueShutDown, WorkQueue
@@ -51,6 +52,7 @@ class Controller:
         identity: str = "",
         backoff_base: float = 0.005,
         backoff_max: float = 60.0,
+        fights: FightPolicy | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -59,7 +61,7 @@ class Controller:
         self._elector = elector
         self._backoff = (backoff_base, backoff_max)
         instance = identity or (elector.identity if elector else "scalekeeper")
-        self.reconciler = Reconciler(kube, cache, EventRecorder(kube, instance=instance))
+        self.reconciler = Reconciler(kube, cache, EventRecorder(kube, instance=instance), fights)
         self._queue: WorkQueue[Key] | None = None
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._election_task: asyncio.Task[None] | None = None
@@ -139,6 +141,7 @@ class Controller:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.reconciler.forget_fights()
         if queue is not None:
             log.info("controller stopped")
 
@@ -157,7 +160,7 @@ class Controller:
             except QueueShutDown:
                 return
             try:
-                await self.reconciler.sync(key)
+                requeue_after = await self.reconciler.sync(key)
             except KubeApiError as error:
                 result = "conflict" if error.is_conflict else "error"
                 level = logging.INFO if error.is_conflict else logging.WARNING
@@ -176,6 +179,8 @@ class Controller:
             else:
                 metrics.RECONCILES.labels(result="success").inc()
                 queue.forget(key)
+                if requeue_after is not None:
+                    queue.add_after(key, requeue_after)
             finally:
                 queue.done(key)
 

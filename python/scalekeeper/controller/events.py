@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 class EventReason:
     SCALED = "Scaled"  # the desired count was applied to the Deployment
     DRIFT_REVERTED = "DriftReverted"  # someone else changed the Deployment; scalekeeper put it back
+    CONFLICT_WITH_FIELD_MANAGER = "ConflictWithFieldManager"  # Warning: a fight began (controller/fights.py)
 
 
 def _micro_time(now: datetime.datetime) -> str:

@@ -170,10 +170,6 @@ class LeaderElector:
     def identity(self) -> str:
         return self.config.identity
 
-    @property
-    def observed_holder(self) -> str:
-        return self._state.observed.holder if self._state.observed else ""
-
     async def run(self, on_started: Callback, on_stopped: Callback) -> None:
         """Campaign until cancelled: follower -> leader -> (lost) follower -> ..."""
         try:

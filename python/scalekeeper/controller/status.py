@@ -25,6 +25,8 @@ class Reason:
     DEPLOYMENT_NOT_FOUND = "DeploymentNotFound"
     CONFLICT_WITH_HPA = "ConflictWithHPA"  # an HPA owns the count; scalekeeper keeps its hands off
     SCALE_FAILED = "ScaleFailed"  # the apiserver refused the write (other than a conflict)
+    # Another field manager (e.g. a GitOps tool) keeps setting the count back; reverts are backed off.
+    CONFLICT_WITH_FIELD_MANAGER = "ConflictWithFieldManager"
 
 
 @dataclass(frozen=True)

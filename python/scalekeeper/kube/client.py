@@ -12,6 +12,8 @@ import aiohttp
 from kubernetes.aio import client as k8s_client
 from kubernetes.aio import config as k8s_config
 
+from scalekeeper.kube.resources import FIELD_MANAGER
+
 JSON = dict[str, Any]
 
 
@@ -37,11 +39,21 @@ class KubeApiError(Exception):
         return self.status == 410
 
 
-class KubeClient:
-    """JSON in, JSON out, over the official client's authentication and connection pool."""
+# The verbs that accept ``fieldManager``: every write that can change an object.
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+
+class KubeClient:
+    """JSON in, JSON out, over the official client's authentication and connection pool.
+
+    Every write carries ``field_manager`` (unless the caller names another), so
+    managedFields says who changed what: without it the apiserver derives the
+    manager from the User-Agent, and the official client's is ``OpenAPI-Generator``.
+    """
+
+    def __init__(self, api_client: k8s_client.ApiClient, *, field_manager: str) -> None:
         self._api = api_client
+        self.field_manager = field_manager
 
     async def close(self) -> None:
         await self._api.close()
@@ -56,6 +68,8 @@ class KubeClient:
         content_type: str = "application/json",
         timeout: float = 30.0,
     ) -> JSON:
+        if method in _WRITE_METHODS:
+            query = {"fieldManager": self.field_manager, **(query or {})}
         response = await self._send(method, path, query=query, body=body, content_type=content_type, timeout=timeout)
         try:
             data = await response.read()
@@ -139,7 +153,7 @@ def _api_error(status: int, reason: str, payload: str) -> KubeApiError:
     return KubeApiError(status, reason, str(message)[:500])
 
 
-async def connect(kubeconfig: Path | None) -> KubeClient:
+async def connect(kubeconfig: Path | None, *, field_manager: str = FIELD_MANAGER) -> KubeClient:
     """A client from the kubeconfig file, or from the pod's ServiceAccount when there is none.
 
     ``kubeconfig`` None means in-cluster when running in a pod, else ``~/.kube/config``.
@@ -155,4 +169,4 @@ async def connect(kubeconfig: Path | None) -> KubeClient:
         )
     # Enough parallel connections for the open watches plus the writers.
     configuration.connection_pool_maxsize = 32
-    return KubeClient(k8s_client.ApiClient(configuration))
+    return KubeClient(k8s_client.ApiClient(configuration), field_manager=field_manager)

@@ -35,7 +35,8 @@ def decode(token: str, namespace: str) -> Key | None:
             payload["ns"],
             payload["after"],
         )
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError) as error:
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, RecursionError) as error:
+        # RecursionError: JSON nested deeper than the parser's stack, which no token of ours is.
         raise bad from error
     if version != _VERSION or not all(isinstance(v, str) for v in (token_namespace, after_namespace, after_name)):
         raise bad

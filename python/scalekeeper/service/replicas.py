@@ -10,9 +10,11 @@ from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.cache.projections import DeploymentView, Key, ScaleView
 from scalekeeper.cache.store import EventType
 from scalekeeper.errors import Code, ServiceError
+from scalekeeper.kube.resources import DEPLOYMENT_SCALES
 from scalekeeper.service import paging, validation
 from scalekeeper.service.authz import Authorizer, Identity, Permission
-from scalekeeper.service.desired_state import DesiredStateWriter
+from scalekeeper.service.desired_state import CRD_MISSING, DesiredStateWriter
+from scalekeeper.service.versions import DesiredVersion, desired_version
 from scalekeeper.v1 import replicas_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ def fill_replicas(replicas: pb.Replicas, deployment: DeploymentView, scale: Scal
     replicas.ready_replicas = deployment.ready_replicas
     replicas.available_replicas = deployment.available_replicas
     replicas.managed = scale is not None
-    replicas.resource_version = scale.resource_version if scale else ""
+    replicas.desired_version = desired_version(scale)
     replicas.deployment_resource_version = deployment.resource_version
     condition = scale.condition("Ready") if scale else None
     if condition is not None:
@@ -99,11 +101,17 @@ class ReplicaService:
     async def set_replicas(self, caller: Identity, request: pb.SetReplicasRequest) -> pb.Replicas:
         self._authorizer.authorize(caller, Permission.WRITE, "SetReplicas")
         key = validation.namespace(request.namespace), validation.deployment_name(request.name)
+        if not request.HasField("replicas"):
+            raise ServiceError(Code.INVALID_ARGUMENT, "replicas is required; to scale to zero, send 0 explicitly")
         replicas = validation.replicas(request.replicas, self._max_replicas)
-        expected = request.expected_resource_version if request.HasField("expected_resource_version") else None
-        if expected:
-            validation.resource_version(expected)
+        expected = (
+            DesiredVersion.parse(request.expected_desired_version)
+            if request.HasField("expected_desired_version")
+            else None
+        )
         self._require_ready()
+        if not self._cache.serves(DEPLOYMENT_SCALES):
+            raise ServiceError(Code.FAILED_PRECONDITION, CRD_MISSING)
         deployment = self._deployment(key)
         hpa = self._cache.hpa_targeting(key)
         if hpa is not None:
@@ -112,10 +120,18 @@ class ReplicaService:
                 f"HorizontalPodAutoscaler {hpa.namespace}/{hpa.name} scales this Deployment; "
                 "change the HPA's bounds or delete it first",
             )
-        scale = await self._desired_state.write(*key, replicas, expected)
+        scale = await self._desired_state.write(
+            *key, replicas, expected, self._cache.scales.get(key), take_ownership=request.take_ownership
+        )
         log.info(
             "desired replicas set",
-            extra={"identity": str(caller), "namespace": key[0], "deployment": key[1], "replicas": replicas},
+            extra={
+                "identity": str(caller),
+                "namespace": key[0],
+                "deployment": key[1],
+                "replicas": replicas,
+                "take_ownership": request.take_ownership,
+            },
         )
         return to_replicas(deployment, scale)
 

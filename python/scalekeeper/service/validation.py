@@ -52,21 +52,6 @@ def replicas(value: int, maximum: int) -> int:
     return value
 
 
-def resource_version(value: str) -> str:
-    """A resourceVersion to use as a precondition (non-empty).
-
-    resourceVersions are opaque to clients, but etcd-backed apiservers answer a
-    malformed one with 500, so refuse anything that cannot be one (they are
-    unsigned 64-bit decimals) before it reaches the cluster.
-    """
-    if not (value.isascii() and value.isdigit() and len(value) <= 20 and int(value) < 2**64):
-        raise _invalid(
-            f"expected_resource_version {_shown(value)} is not a resource_version returned by "
-            "GetReplicas, ListDeployments or SetReplicas"
-        )
-    return value
-
-
 def page_size(value: int) -> int:
     if value == 0:
         return DEFAULT_PAGE_SIZE

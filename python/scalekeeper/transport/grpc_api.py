@@ -25,7 +25,9 @@ from grpc_reflection.v1alpha import reflection
 from scalekeeper.service.authz import Identity
 from scalekeeper.service.replicas import ReplicaService
 from scalekeeper.tls.reloading import ReloadingCertificates, grpc_server_credentials
-from scalekeeper.transport.calls import CallRecord, invalid_argument, names_from_grpc_auth_context
+from scalekeeper.transport.accounting import CallRecord
+from scalekeeper.transport.failures import invalid_argument
+from scalekeeper.transport.identity import names_from_grpc_auth_context
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper.v1 import replicas_pb2_grpc
 
@@ -98,7 +100,7 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
             record.finish("OK")
             return response
         # Outside the try: abort() raises, and that must not be classified again.
-        await context.abort(grpc.StatusCode[failure.code], failure.message)
+        await context.abort(grpc.StatusCode[failure.code.name], failure.message)
         raise AssertionError("unreachable: abort() raises")
 
     async def GetReplicas(self, request: pb.GetReplicasRequest, context: grpc.aio.ServicerContext) -> pb.Replicas:
@@ -137,7 +139,7 @@ class ReplicaServicer(replicas_pb2_grpc.ReplicaServiceServicer):
             if aclose is not None:
                 await aclose()
         if failure is not None:
-            await context.abort(grpc.StatusCode[failure.code], failure.message)
+            await context.abort(grpc.StatusCode[failure.code.name], failure.message)
 
 
 class _HealthServicer(health.aio.HealthServicer):

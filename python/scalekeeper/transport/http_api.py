@@ -4,7 +4,7 @@ Routes (JSON is protobuf's canonical JSON mapping, camelCase):
   GET /v1/deployments?namespace=&page_size=&page_token=          ListDeployments
   GET /v1/namespaces/{namespace}/deployments/{name}/replicas     GetReplicas
   PUT /v1/namespaces/{namespace}/deployments/{name}/replicas     SetReplicas
-      body {"replicas": N, "expectedResourceVersion": "..."}
+      body {"replicas": N, "expectedDesiredVersion": "...", "takeOwnership": true}
   GET /v1/watch/deployments?namespace=                           WatchReplicas,
       newline-delimited JSON events; an error after the stream started is sent
       as a last line {"error": {"code": ..., "message": ...}}.
@@ -27,24 +27,34 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from scalekeeper.errors import Code, ServiceError
+from scalekeeper.errors import Code
 from scalekeeper.service.authz import Identity
 from scalekeeper.service.replicas import ReplicaService
 from scalekeeper.tls.reloading import ReloadingCertificates, ReloadingSSLContext
-from scalekeeper.transport.calls import CallRecord, Failure, invalid_argument, names_from_peercert
+from scalekeeper.transport.accounting import CallRecord
+from scalekeeper.transport.failures import Failure, failure_for
+from scalekeeper.transport.http_requests import (
+    MAX_BODY_BYTES,
+    int32_parameter,
+    parse_json,
+    query,
+    read_body,
+    set_request,
+)
+from scalekeeper.transport.identity import names_from_peercert
 from scalekeeper.v1 import replicas_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 TRANSPORT = "http"
-MAX_BODY_BYTES = 64 * 1024
 # How long the watch handler waits for the service to accept or refuse the
 # stream before sending headers: refusals (403, 400, 503) happen synchronously,
 # so one loop turn is enough; an accepted stream may stay silent for long.
 WATCH_HEADER_WAIT_SECONDS = 0.05
-_SET_FIELDS = {"replicas", "expectedResourceVersion", "expected_resource_version"}
 
-SERVICE_KEY: web.AppKey[ReplicaService] = web.AppKey("service", ReplicaService)
+
+# The caller's identity, attached by the middleware before any handler runs.
+IDENTITY = web.RequestKey("identity", Identity)
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -52,56 +62,13 @@ def to_json(message: Message) -> dict[str, Any]:
 
 
 def error_response(failure: Failure) -> web.Response:
-    return web.json_response({"code": failure.code, "message": failure.message}, status=failure.http_status)
+    return web.json_response({"code": failure.code.name, "message": failure.message}, status=failure.http_status)
 
 
 def identity_of(request: web.Request) -> Identity:
     transport = request.transport
     peercert = transport.get_extra_info("peercert") if transport is not None else None
     return Identity(names=names_from_peercert(peercert))
-
-
-def _int_query(request: web.Request, name: str) -> int:
-    raw = request.query.get(name, "")
-    if raw == "":
-        return 0
-    try:
-        return int(raw)
-    except ValueError:
-        raise invalid_argument(f"{name} must be an integer, got {raw[:40]!r}") from None
-
-
-async def _json_body(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise invalid_argument(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise invalid_argument(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise invalid_argument(f"the body is not JSON: {error}") from None
-
-
-def set_request(namespace: str, name: str, body: Any) -> pb.SetReplicasRequest:
-    """Build SetReplicasRequest from the path and a body; the path names the Deployment."""
-    if not isinstance(body, dict):
-        raise invalid_argument('the body must be a JSON object like {"replicas": 3}')
-    unknown = sorted(set(body) - _SET_FIELDS)
-    if unknown:
-        raise invalid_argument(f"unknown field(s) {', '.join(unknown)}; expected replicas, expectedResourceVersion")
-    if "replicas" not in body:
-        raise invalid_argument("replicas is required")
-    if isinstance(body["replicas"], bool | float):
-        # json_format accepts 3.0 and true would be rejected anyway; say exactly what is wrong.
-        raise invalid_argument("replicas must be an integer")
-    request = pb.SetReplicasRequest(namespace=namespace, name=name)
-    try:
-        json_format.ParseDict(body, request)
-    except json_format.ParseError as error:
-        # Covers out-of-int32 numbers and wrong types.
-        raise invalid_argument(f"invalid body: {error}") from None
-    return request
 
 
 class HttpApi:
@@ -114,12 +81,17 @@ class HttpApi:
         method: str,
         build: Callable[[], Awaitable[Message]],
     ) -> web.Response:
-        record = CallRecord(TRANSPORT, method, str(request["identity"]))
+        record = CallRecord(TRANSPORT, method, str(request[IDENTITY]))
         try:
             response = await build()
         except asyncio.CancelledError:
             record.finish("CANCELLED")
             raise
+        except ConnectionResetError:
+            # The client hung up mid-request (e.g. mid-body): no one to answer, and not our error. aiohttp would
+            # log a re-raised one at ERROR; the answer returned instead is dropped quietly on the closed connection.
+            record.finish("CANCELLED")
+            return web.Response(status=499, reason="Client Closed Request")
         except Exception as error:
             return error_response(record.fail(error))
         record.finish("OK")
@@ -127,34 +99,37 @@ class HttpApi:
 
     async def list_deployments(self, request: web.Request) -> web.Response:
         async def build() -> Message:
+            parameters = query(request, ("namespace", "page_size", "page_token"))
             message = pb.ListDeploymentsRequest(
-                namespace=request.query.get("namespace", ""),
-                page_size=_int_query(request, "page_size"),
-                page_token=request.query.get("page_token", ""),
+                namespace=parameters.get("namespace", ""),
+                page_size=int32_parameter(parameters, "page_size"),
+                page_token=parameters.get("page_token", ""),
             )
-            return await self._service.list_deployments(request["identity"], message)
+            return await self._service.list_deployments(request[IDENTITY], message)
 
         return await self._call(request, "ListDeployments", build)
 
     async def get_replicas(self, request: web.Request) -> web.Response:
         async def build() -> Message:
+            query(request, ())
             message = pb.GetReplicasRequest(namespace=request.match_info["namespace"], name=request.match_info["name"])
-            return await self._service.get_replicas(request["identity"], message)
+            return await self._service.get_replicas(request[IDENTITY], message)
 
         return await self._call(request, "GetReplicas", build)
 
     async def set_replicas(self, request: web.Request) -> web.Response:
         async def build() -> Message:
-            body = await _json_body(request)
+            query(request, ())
+            body = parse_json(await read_body(request))
             message = set_request(request.match_info["namespace"], request.match_info["name"], body)
-            return await self._service.set_replicas(request["identity"], message)
+            return await self._service.set_replicas(request[IDENTITY], message)
 
         return await self._call(request, "SetReplicas", build)
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
-        record = CallRecord(TRANSPORT, "WatchReplicas", str(request["identity"]))
+        record = CallRecord(TRANSPORT, "WatchReplicas", str(request[IDENTITY]))
         message = pb.WatchReplicasRequest(namespace=request.query.get("namespace", ""))
-        events = self._service.watch_replicas(request["identity"], message)
+        events = self._service.watch_replicas(request[IDENTITY], message)
         first: asyncio.Future[pb.ReplicasEvent] = asyncio.ensure_future(anext(events))
         response: web.StreamResponse | None = None
         try:
@@ -177,7 +152,7 @@ class HttpApi:
             if response is None:
                 return error_response(failure)
             with contextlib.suppress(ConnectionResetError):
-                await response.write(_line({"error": {"code": failure.code, "message": failure.message}}))
+                await response.write(_line({"error": {"code": failure.code.name, "message": failure.message}}))
         finally:
             if not first.done():
                 first.cancel()
@@ -197,31 +172,29 @@ async def _identity_and_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Attach the caller's identity; turn routing errors and stray exceptions into JSON errors."""
-    request["identity"] = identity_of(request)
+    request[IDENTITY] = identity_of(request)
     try:
         return await handler(request)
     except web.HTTPException as error:
         if error.status < 400:
             raise
         # 404 for unknown paths, 405 for wrong methods: same JSON shape as API errors.
-        code = Code.NOT_FOUND.value[0] if error.status == 404 else Code.INVALID_ARGUMENT.value[0]
+        code = Code.NOT_FOUND.name if error.status == 404 else Code.INVALID_ARGUMENT.name
         return web.json_response(
             {"code": code, "message": f"{request.method} {request.path}: {error.reason}"},
             status=error.status,
             headers={k: v for k, v in error.headers.items() if k == "Allow"},
         )
-    except ServiceError as error:
-        return web.json_response({"code": error.code.value[0], "message": error.message}, status=error.code.http_status)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:
-        log.exception("unexpected error in HTTP handler", extra={"path": request.path})
-        return web.json_response({"code": "UNAVAILABLE", "message": "internal error, retry"}, status=503)
+    except Exception as error:
+        # Handlers answer their own failures; this is a bug outside them (e.g. in routing).
+        identity = str(request.get(IDENTITY, ""))
+        return error_response(failure_for(error, transport=TRANSPORT, method=request.path, identity=identity))
 
 
 def build_app(service: ReplicaService) -> web.Application:
     app = web.Application(middlewares=[_identity_and_errors], client_max_size=MAX_BODY_BYTES)
-    app[SERVICE_KEY] = service
     api = HttpApi(service)
     app.router.add_get("/v1/deployments", api.list_deployments, allow_head=False)
     app.router.add_get("/v1/namespaces/{namespace}/deployments/{name}/replicas", api.get_replicas, allow_head=False)

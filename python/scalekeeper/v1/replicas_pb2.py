@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dscalekeeper/v1/replicas.proto\x12\x0escalekeeper.v1\"5\n\x12GetReplicasRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x8d\x01\n\x12SetReplicasRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12&\n\x19\x65xpected_resource_version\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x1c\n\x1a_expected_resource_version\"R\n\x16ListDeploymentsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x17ListDeploymentsResponse\x12-\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x18.scalekeeper.v1.Replicas\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x14WatchReplicasRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"\xb1\x01\n\rReplicasEvent\x12\x30\n\x04type\x18\x01 \x01(\x0e\x32\".scalekeeper.v1.ReplicasEvent.Type\x12*\n\x08replicas\x18\x02 \x01(\x0b\x32\x18.scalekeeper.v1.Replicas\"B\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\"\x8e\x02\n\x08Replicas\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x64\x65sired_replicas\x18\x03 \x01(\x05\x12\x15\n\rspec_replicas\x18\x04 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x05 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x06 \x01(\x05\x12\x0f\n\x07managed\x18\x07 \x01(\x08\x12\x18\n\x10resource_version\x18\x08 \x01(\t\x12#\n\x1b\x64\x65ployment_resource_version\x18\t \x01(\t\x12,\n\tcondition\x18\n \x01(\x0b\x32\x19.scalekeeper.v1.Condition\"<\n\tCondition\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t2\xe6\x02\n\x0eReplicaService\x12K\n\x0bGetReplicas\x12\".scalekeeper.v1.GetReplicasRequest\x1a\x18.scalekeeper.v1.Replicas\x12K\n\x0bSetReplicas\x12\".scalekeeper.v1.SetReplicasRequest\x1a\x18.scalekeeper.v1.Replicas\x12\x62\n\x0fListDeployments\x12&.scalekeeper.v1.ListDeploymentsRequest\x1a\'.scalekeeper.v1.ListDeploymentsResponse\x12V\n\rWatchReplicas\x12$.scalekeeper.v1.WatchReplicasRequest\x1a\x1d.scalekeeper.v1.ReplicasEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dscalekeeper/v1/replicas.proto\x12\x0escalekeeper.v1\"5\n\x12GetReplicasRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xb5\x01\n\x12SetReplicasRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\x08replicas\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12%\n\x18\x65xpected_desired_version\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x16\n\x0etake_ownership\x18\x05 \x01(\x08\x42\x0b\n\t_replicasB\x1b\n\x19_expected_desired_version\"R\n\x16ListDeploymentsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x17ListDeploymentsResponse\x12-\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x18.scalekeeper.v1.Replicas\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x14WatchReplicasRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"\xb1\x01\n\rReplicasEvent\x12\x30\n\x04type\x18\x01 \x01(\x0e\x32\".scalekeeper.v1.ReplicasEvent.Type\x12*\n\x08replicas\x18\x02 \x01(\x0b\x32\x18.scalekeeper.v1.Replicas\"B\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\"\x8d\x02\n\x08Replicas\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x64\x65sired_replicas\x18\x03 \x01(\x05\x12\x15\n\rspec_replicas\x18\x04 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x05 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x06 \x01(\x05\x12\x0f\n\x07managed\x18\x07 \x01(\x08\x12\x17\n\x0f\x64\x65sired_version\x18\x08 \x01(\t\x12#\n\x1b\x64\x65ployment_resource_version\x18\t \x01(\t\x12,\n\tcondition\x18\n \x01(\x0b\x32\x19.scalekeeper.v1.Condition\"<\n\tCondition\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t2\xe6\x02\n\x0eReplicaService\x12K\n\x0bGetReplicas\x12\".scalekeeper.v1.GetReplicasRequest\x1a\x18.scalekeeper.v1.Replicas\x12K\n\x0bSetReplicas\x12\".scalekeeper.v1.SetReplicasRequest\x1a\x18.scalekeeper.v1.Replicas\x12\x62\n\x0fListDeployments\x12&.scalekeeper.v1.ListDeploymentsRequest\x1a\'.scalekeeper.v1.ListDeploymentsResponse\x12V\n\rWatchReplicas\x12$.scalekeeper.v1.WatchReplicasRequest\x1a\x1d.scalekeeper.v1.ReplicasEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETREPLICASREQUEST']._serialized_start=49
   _globals['_GETREPLICASREQUEST']._serialized_end=102
   _globals['_SETREPLICASREQUEST']._serialized_start=105
-  _globals['_SETREPLICASREQUEST']._serialized_end=246
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=248
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=330
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=332
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=429
-  _globals['_WATCHREPLICASREQUEST']._serialized_start=431
-  _globals['_WATCHREPLICASREQUEST']._serialized_end=472
-  _globals['_REPLICASEVENT']._serialized_start=475
-  _globals['_REPLICASEVENT']._serialized_end=652
-  _globals['_REPLICASEVENT_TYPE']._serialized_start=586
-  _globals['_REPLICASEVENT_TYPE']._serialized_end=652
-  _globals['_REPLICAS']._serialized_start=655
-  _globals['_REPLICAS']._serialized_end=925
-  _globals['_CONDITION']._serialized_start=927
-  _globals['_CONDITION']._serialized_end=987
-  _globals['_REPLICASERVICE']._serialized_start=990
-  _globals['_REPLICASERVICE']._serialized_end=1348
+  _globals['_SETREPLICASREQUEST']._serialized_end=286
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=288
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=370
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=372
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=469
+  _globals['_WATCHREPLICASREQUEST']._serialized_start=471
+  _globals['_WATCHREPLICASREQUEST']._serialized_end=512
+  _globals['_REPLICASEVENT']._serialized_start=515
+  _globals['_REPLICASEVENT']._serialized_end=692
+  _globals['_REPLICASEVENT_TYPE']._serialized_start=626
+  _globals['_REPLICASEVENT_TYPE']._serialized_end=692
+  _globals['_REPLICAS']._serialized_start=695
+  _globals['_REPLICAS']._serialized_end=964
+  _globals['_CONDITION']._serialized_start=966
+  _globals['_CONDITION']._serialized_end=1026
+  _globals['_REPLICASERVICE']._serialized_start=1029
+  _globals['_REPLICASERVICE']._serialized_end=1387
 # @@protoc_insertion_point(module_scope)

@@ -16,16 +16,18 @@ class GetReplicasRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class SetReplicasRequest(_message.Message):
-    __slots__ = ("namespace", "name", "replicas", "expected_resource_version")
+    __slots__ = ("namespace", "name", "replicas", "expected_desired_version", "take_ownership")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
-    EXPECTED_RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_DESIRED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TAKE_OWNERSHIP_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     replicas: int
-    expected_resource_version: str
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., replicas: _Optional[int] = ..., expected_resource_version: _Optional[str] = ...) -> None: ...
+    expected_desired_version: str
+    take_ownership: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., replicas: _Optional[int] = ..., expected_desired_version: _Optional[str] = ..., take_ownership: _Optional[bool] = ...) -> None: ...
 
 class ListDeploymentsRequest(_message.Message):
     __slots__ = ("namespace", "page_size", "page_token")
@@ -70,7 +72,7 @@ class ReplicasEvent(_message.Message):
     def __init__(self, type: _Optional[_Union[ReplicasEvent.Type, str]] = ..., replicas: _Optional[_Union[Replicas, _Mapping]] = ...) -> None: ...
 
 class Replicas(_message.Message):
-    __slots__ = ("namespace", "name", "desired_replicas", "spec_replicas", "ready_replicas", "available_replicas", "managed", "resource_version", "deployment_resource_version", "condition")
+    __slots__ = ("namespace", "name", "desired_replicas", "spec_replicas", "ready_replicas", "available_replicas", "managed", "desired_version", "deployment_resource_version", "condition")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESIRED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
@@ -78,7 +80,7 @@ class Replicas(_message.Message):
     READY_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     MANAGED_FIELD_NUMBER: _ClassVar[int]
-    RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
     namespace: str
@@ -88,10 +90,10 @@ class Replicas(_message.Message):
     ready_replicas: int
     available_replicas: int
     managed: bool
-    resource_version: str
+    desired_version: str
     deployment_resource_version: str
     condition: Condition
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., desired_replicas: _Optional[int] = ..., spec_replicas: _Optional[int] = ..., ready_replicas: _Optional[int] = ..., available_replicas: _Optional[int] = ..., managed: _Optional[bool] = ..., resource_version: _Optional[str] = ..., deployment_resource_version: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ...) -> None: ...
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., desired_replicas: _Optional[int] = ..., spec_replicas: _Optional[int] = ..., ready_replicas: _Optional[int] = ..., available_replicas: _Optional[int] = ..., managed: _Optional[bool] = ..., desired_version: _Optional[str] = ..., deployment_resource_version: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ...) -> None: ...
 
 class Condition(_message.Message):
     __slots__ = ("status", "reason", "message")

@@ -1,4 +1,4 @@
-"""Identity extraction, error mapping and request parsing shared by the two API transports."""
+"""Identity extraction, failure answers and access logging shared by the two API transports."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ import pytest
 
 from scalekeeper import logs
 from scalekeeper.errors import Code, ServiceError
-from scalekeeper.transport.calls import (
-    INTERNAL_MESSAGE,
-    classify,
-    names_from_grpc_auth_context,
-    names_from_peercert,
-)
-from scalekeeper.transport.http_api import set_request
+from scalekeeper.transport.failures import failure_for
+from scalekeeper.transport.identity import names_from_grpc_auth_context, names_from_peercert
 
 
 def test_grpc_identity_is_uri_and_dns_sans_plus_cn() -> None:
@@ -62,49 +57,33 @@ def test_peercert_identity_without_certificate_is_empty(peercert: dict[str, obje
     assert names_from_peercert(peercert) == frozenset()
 
 
+def _failure(error: BaseException):
+    return failure_for(error, transport="grpc", method="GetReplicas", identity="cn")
+
+
 @pytest.mark.parametrize("code", list(Code))
 def test_service_errors_keep_code_status_and_message(code: Code) -> None:
-    failure = classify(ServiceError(code, "what to do"))
-    assert failure.code == code.name
+    failure = _failure(ServiceError(code, "what to do"))
+    assert failure.code is code
     assert failure.http_status == code.http_status
     assert failure.message == "what to do"
 
 
-def test_unexpected_errors_leak_nothing() -> None:
-    failure = classify(KeyError("/etc/secret/path token=abc"))
-    assert (failure.code, failure.http_status, failure.message) == ("UNAVAILABLE", 503, INTERNAL_MESSAGE)
+def test_unexpected_errors_are_internal_with_a_logged_correlation_id(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        failure = _failure(KeyError("/etc/secret/path token=abc"))
+    assert (failure.code, failure.http_status) == (Code.INTERNAL, 500)
+    assert "secret" not in failure.message
+    assert "KeyError" not in failure.message
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR
+    assert record.correlation_id in failure.message
+    assert record.method == "GetReplicas"
+    assert record.exc_info is not None
 
 
-def test_set_request_from_path_and_body() -> None:
-    request = set_request("prod", "web", {"replicas": 3, "expectedResourceVersion": "42"})
-    assert (request.namespace, request.name, request.replicas) == ("prod", "web", 3)
-    assert request.HasField("expected_resource_version")
-    assert request.expected_resource_version == "42"
-    assert not set_request("prod", "web", {"replicas": 0}).HasField("expected_resource_version")
-    # The empty string is meaningful ("only if not managed yet") and must survive.
-    assert set_request("prod", "web", {"replicas": 1, "expectedResourceVersion": ""}).HasField(
-        "expected_resource_version"
-    )
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        [1],
-        "3",
-        {},
-        {"replicas": "3x"},
-        {"replicas": 2.5},
-        {"replicas": True},
-        {"replicas": 2**31},
-        {"replicas": 1, "namespace": "other"},
-        {"replicas": 1, "bogus": 1},
-    ],
-)
-def test_set_request_rejects_bad_bodies(body: object) -> None:
-    with pytest.raises(ServiceError) as caught:
-        set_request("prod", "web", body)
-    assert caught.value.code is Code.INVALID_ARGUMENT
+def test_correlation_ids_differ_per_failure() -> None:
+    assert _failure(RuntimeError()).message != _failure(RuntimeError()).message
 
 
 def test_json_log_lines_carry_extra_fields(capsys: pytest.CaptureFixture[str]) -> None:
