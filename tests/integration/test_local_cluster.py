@@ -80,22 +80,6 @@ def test_every_new_namespace_gets_a_default_service_account(admin_api: ApiClient
     )
 
 
-def test_a_deleted_namespace_is_emptied_and_removed(admin_api: ApiClient, namespace: str) -> None:
-    core = client.CoreV1Api(admin_api)
-    client.AppsV1Api(admin_api).create_namespaced_deployment(namespace, manifests.deployment("web", 1))
-    eventually(lambda: _pods(admin_api, namespace), "a Pod", timeout=ROLLOUT_TIMEOUT)
-    core.delete_namespace(namespace)
-
-    def gone() -> bool:
-        try:
-            core.read_namespace(namespace)
-        except ApiException as error:
-            return error.status == 404
-        return False
-
-    eventually(gone, "the namespace controller to remove the namespace", timeout=ROLLOUT_TIMEOUT)
-
-
 @pytest.mark.parametrize(
     ("user", "attributes", "allowed"),
     [
