@@ -4,8 +4,7 @@ Checked here first (independently of scalekeeper) so that a broken harness
 fails with a clear message instead of as a product bug: Deployments roll out
 onto the fake nodes and Pods become Ready, every component acts under an
 identity of its own with its RBAC role, the ServiceAccount admission plugin
-and controller work, namespaces are really deleted, and KWOK's stages are the
-pinned module's.
+and controller work, and KWOK's stages are the pinned module's.
 """
 
 from __future__ import annotations
