@@ -2,7 +2,8 @@
 #
 # On a fresh machine `make test` bootstraps everything it needs: uv (pinned,
 # when none is on PATH), the virtualenv from uv.lock, and the pinned Go-built
-# tools (etcd, kube-apiserver, kubectl, helm, grpcurl; built once into
+# tools (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok,
+# kubectl, helm, grpcurl; built once into
 # ~/.cache/scalekeeper/tools, which takes a while the first time).
 
 SHELL := bash
@@ -81,7 +82,7 @@ test-unit: venv ## unit tests (no control plane)
 	$(PYTEST) -m "not integration" tests/unit $(PYTEST_ARGS)
 
 .PHONY: test-integration
-test-integration: venv tools ## integration tests against a real etcd + kube-apiserver
+test-integration: venv tools ## integration tests against the local cluster (control plane + KWOK nodes)
 	$(PYTEST) -m integration tests/integration $(PYTEST_ARGS)
 
 # In this order: the cheap checks fail first (test-integration builds the tools).
@@ -93,7 +94,7 @@ test: venv ## lint, unit tests, integration tests, then the fault and fuzz tests
 	$(MAKE) test-reliability
 
 # --- Benchmarks and reliability ---
-# Both start their own etcd + kube-apiserver (like the integration tests).
+# Both start their own local cluster (like the integration tests).
 # `make bench` takes ~30 minutes (most of it creating 100,000 Deployments) and
 # rewrites docs/benchmarks.md; targets are reported there, never asserted.
 # BENCH_ARGS: e.g. --duration=5s --scale-namespaces=100 --watchers=0 --no-cluster.

@@ -28,6 +28,9 @@ POD_CIDR = "10.244.0.0/16"
 # KWOK's default Lease is shorter than its renewal interval under load: the
 # node flapped NotReady until it was raised (notes/real-node, failure 9).
 NODE_LEASE_SECONDS = 40
+# Fake Pods cost nothing to run: far more per node than a kubelet's 110, so
+# that one node holds every test's Pods (a benchmark may ask for more nodes).
+NODE_CAPACITY = {"cpu": "1000", "memory": "4Ti", "pods": "1000"}
 STAGE_PROFILE = "kustomize/stage/fast"
 ROLE_FILE = "kustomize/rbac/role.yaml"
 
@@ -103,10 +106,7 @@ def fake_node(name: str, labels: dict[str, str] | None = None) -> JSON:
                 **(labels or {}),
             },
         },
-        "status": {
-            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-        },
+        "status": {"allocatable": dict(NODE_CAPACITY), "capacity": dict(NODE_CAPACITY)},
     }
 
 

@@ -1,8 +1,9 @@
 """The in-process controller and admin-side helpers for the controller tests (fixtures in ``conftest.py``).
 
-There is no kube-controller-manager: Deployments get no pods and no status, so
-what the tests check is spec.replicas (what the controller writes), the
-DeploymentScale's status, Events, the Lease, and which client wrote what.
+What the tests check is spec.replicas (what the controller writes), the
+DeploymentScale's status, Events, the Lease, and which client wrote what; the
+controller-manager and KWOK roll the Deployments out meanwhile, so a test
+that compares versions waits for :meth:`Cluster.rolled_out` first.
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ class Cluster:
     def deployment_rv(self, name: str) -> str:
         return str(self.apps.read_namespaced_deployment(name, self.ns).metadata.resource_version)
 
+    def rolled_out(self, name: str) -> bool:
+        """Whether the controller-manager is done with the Deployment: it writes its status no more."""
+        deployment = self.apps.read_namespaced_deployment(name, self.ns)
+        status, wanted = deployment.status, deployment.spec.replicas
+        return (
+            status.observed_generation == deployment.metadata.generation
+            and (status.replicas or 0) == (status.updated_replicas or 0) == wanted
+            and (status.ready_replicas or 0) == (status.available_replicas or 0) == wanted
+        )
+
     def scale_deployment(self, name: str, replicas: int) -> None:
         """What `kubectl scale deployment` does: write the /scale subresource."""
         self.apps.patch_namespaced_deployment_scale(name, self.ns, {"spec": {"replicas": replicas}})
@@ -123,15 +134,20 @@ class Cluster:
         condition = self.ready(name)
         return f"{condition['status']}/{condition['reason']}" if condition else None
 
+    def own_events(self, regarding: str | None = None) -> list[client.EventsV1Event]:
+        """scalekeeper's Events in the namespace, optionally about objects named ``regarding``.
+
+        Selected server-side: the controller-manager's core/v1 Events (about
+        ReplicaSets and Pods) have no eventTime, which this client's
+        events.k8s.io/v1 model refuses to parse.
+        """
+        selector = f"reportingController={REPORTING_CONTROLLER}"
+        if regarding is not None:
+            selector += f",regarding.name={regarding}"
+        return list(self.events.list_namespaced_event(self.ns, field_selector=selector).items)
+
     def event_reasons(self, name: str) -> list[str]:
-        return [
-            e.reason
-            for e in self.events.list_namespaced_event(self.ns).items
-            if e.regarding is not None
-            and e.regarding.kind == "DeploymentScale"
-            and e.regarding.name == name
-            and e.reporting_controller == REPORTING_CONTROLLER
-        ]
+        return [e.reason for e in self.own_events(name) if e.regarding.kind == "DeploymentScale"]
 
 
 def idle(controller: Controller) -> bool:

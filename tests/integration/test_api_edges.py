@@ -38,6 +38,11 @@ def managed(scalekeeper_server: ServerProcess, namespace: str, deployments: Call
     stub = scalekeeper_server.stub("writer")
     eventually(lambda: stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name=NAME)), "the Deployment")
     stub.SetReplicas(pb.SetReplicasRequest(namespace=namespace, name=NAME, replicas=2), timeout=10)
+    # Reads are served from the cache: wait until it holds the DeploymentScale too.
+    eventually(
+        lambda: stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name=NAME)).desired_version,
+        "the DeploymentScale in the cache",
+    )
     return f"/v1/namespaces/{namespace}/deployments/{NAME}/replicas"
 
 

@@ -1,6 +1,9 @@
 """The DeploymentScale controller against the real apiserver, run in-process on the test's event loop.
 
-Helpers and what they can observe: ``controller_harness.py``.
+What these tests check is spec.replicas (what the controller writes), the
+DeploymentScale's status, Events, the Lease, and which client wrote what; the
+Pods that kube-controller-manager and KWOK then create and make Ready are
+covered by test_rollouts.py. Helpers and what they can observe: ``controller_harness.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ async def test_desired_count_is_applied_and_reported(cluster: Cluster, start_con
     obj = cluster.dscale("web")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["status"]["replicas"] == 3
-    assert obj["status"]["readyReplicas"] == 0  # no controller-manager: no pods
+    # The Pods become Ready on the fake nodes; the status follows the Deployment's.
+    await eventually_async(lambda: cluster.dscale("web")["status"]["readyReplicas"] == 3, "readyReplicas 3")
     await eventually_async(lambda: "Scaled" in cluster.event_reasons("web"), "a Scaled Event")
 
     # A new desired count is a new generation: Scaled again, not drift.
@@ -144,10 +148,12 @@ async def test_kubectl_apply_scale_and_get(
     )
     await eventually_async(lambda: cluster.dscale("shop")["status"]["replicas"] == 3, "status.replicas follows")
 
+    await eventually_async(lambda: cluster.dscale("shop")["status"].get("readyReplicas") == 3, "the Pods ready")
+
     table = await kubectl(test_cluster, cluster.ns, "get", "dscale", "shop", "-o", "wide")
     header, row = table.splitlines()[:2]
     assert header.split() == ["NAME", "DESIRED", "CURRENT", "READY", "REASON", "AGE"]
-    assert row.split()[:5] == ["shop", "3", "3", "0", "Scaled"]
+    assert row.split()[:5] == ["shop", "3", "3", "3", "Scaled"]
 
 
 @pytest.mark.parametrize("replicas", [-1, 10001, "three"])
@@ -181,6 +187,7 @@ async def test_deleted_scale_leaves_the_deployment_alone(cluster: Cluster, start
     writes = len(kube.writes_to("/deployments/"))
 
     cluster.scale_deployment("web", 8)
+    await eventually_async(lambda: cluster.rolled_out("web"), "the manual scale rolled out")
     rv = cluster.deployment_rv("web")
     await eventually_async(
         lambda: (d := cache.deployments.get((cluster.ns, "web"))) is not None and d.resource_version == rv,
@@ -262,6 +269,11 @@ async def test_no_writes_when_nothing_changed(cluster: Cluster, start_controller
     cluster.create_scale("web", 3)
     controller, kube, cache = await start_controller()
     await eventually_async(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
+    # Rolled out first: the Pods' readiness is a change that matters (status.readyReplicas).
+    await eventually_async(lambda: cluster.rolled_out("web"), "the Deployment rolled out")
+    await eventually_async(
+        lambda: cluster.dscale("web")["status"].get("readyReplicas") == 3, "the status's readyReplicas"
+    )
     await eventually_async(lambda: idle(controller), "controller idle")
     writes = list(kube.writes)
     events = cluster.event_reasons("web")
@@ -271,23 +283,25 @@ async def test_no_writes_when_nothing_changed(cluster: Cluster, start_controller
         GROUP, VERSION, cluster.ns, PLURAL, "web", {"metadata": {"labels": {"touched": "yes"}}}
     )
     cluster.apps.patch_namespaced_deployment("web", cluster.ns, {"metadata": {"annotations": {"touched": "yes"}}})
-    scale_rv = cluster.dscale("web")["metadata"]["resourceVersion"]
-    deployment_rv = cluster.deployment_rv("web")
     key = (cluster.ns, "web")
-    await eventually_async(
-        lambda: (
-            (s := cache.scales.get(key)) is not None
-            and s.resource_version == scale_rv
-            and (d := cache.deployments.get(key)) is not None
-            and d.resource_version == deployment_rv
-        ),
-        "cache saw both changes",
-    )
+
+    def caught_up() -> bool:
+        # Compared with the cluster's current versions, not those right after the patches:
+        # the controller-manager reacts to the Deployment's change with writes of its own.
+        scale, deployment = cache.scales.get(key), cache.deployments.get(key)
+        return (
+            scale is not None
+            and deployment is not None
+            and scale.resource_version == cluster.dscale("web")["metadata"]["resourceVersion"]
+            and deployment.resource_version == cluster.deployment_rv("web")
+        )
+
+    await eventually_async(caught_up, "the cache caught up with both changes")
+    scale_rv = cluster.dscale("web")["metadata"]["resourceVersion"]
     await eventually_async(lambda: idle(controller), "controller idle after the no-op syncs")
 
     assert kube.writes == writes
     assert cluster.dscale("web")["metadata"]["resourceVersion"] == scale_rv
-    assert cluster.deployment_rv("web") == deployment_rv
     assert cluster.event_reasons("web") == events
 
 

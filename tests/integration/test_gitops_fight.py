@@ -85,11 +85,7 @@ def fights_metric() -> float:
 
 
 def warning_reasons(cluster: Cluster, name: str) -> list[str]:
-    return [
-        e.reason
-        for e in cluster.events.list_namespaced_event(cluster.ns).items
-        if e.type == "Warning" and e.regarding is not None and e.regarding.name == name
-    ]
+    return [e.reason for e in cluster.own_events(name) if e.type == "Warning"]
 
 
 async def test_a_forced_self_healing_tool_is_a_fight_that_is_reported_and_backed_off(
