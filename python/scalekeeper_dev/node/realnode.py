@@ -1,0 +1,295 @@
+"""One real node: containerd, kubelet, kube-proxy (iptables) and CoreDNS, supervised.
+
+Lifecycle, in the order a cluster needs it:
+
+1. :meth:`RealNode.prepare` (before the control plane): host checks, packages,
+   tools, the node's network (kube-apiserver listens on the host's end of its
+   veth) and the node's own CA, which the apiserver needs at start to call the
+   kubelet (:meth:`apiserver_args`).
+2. :meth:`RealNode.start` (once the apiserver is ready): client certificates
+   from the cluster CA, RBAC for the kubelet and CoreDNS, the components, then
+   the Node Ready. Start-to-ready of each component is returned and printed.
+3. :meth:`RealNode.stop`: components, then everything they left
+   (:mod:`.teardown`), then the network; :meth:`leftovers` must then be empty.
+
+Each component runs in its own process group with PR_SET_PDEATHSIG, logs to
+``<root>/<component>.log`` and enters the node's network namespace through
+``nsenter --net``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scalekeeper_dev import kubeconfig, pki, supervised, toolchain
+from scalekeeper_dev.node import configs, host, pause, teardown
+from scalekeeper_dev.node.network import NodeNetwork
+
+NODE_NAME = "scalekeeper-node"
+COREDNS_USER = "scalekeeper:coredns"
+TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr", "kubelet", "kube-proxy", "coredns")
+_READY_TIMEOUT = 120.0
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+JSON = dict[str, Any]
+# (method, path, body) -> (status, body): the control plane's admin client.
+AdminRequest = Callable[[str, str, JSON | None], tuple[int, JSON]]
+
+
+class NodeError(RuntimeError):
+    pass
+
+
+class RealNode:
+    def __init__(self, root: Path, network: NodeNetwork | None = None, name: str = NODE_NAME) -> None:
+        self.files = configs.NodeFiles(root.resolve())
+        self.network = network or NodeNetwork()
+        self.name = name
+        self._children: list[supervised.SupervisedChild] = []
+        self._namespaces_before: set[str] = set()
+        self._binaries: dict[str, Path] = {}
+        self.ready_after: dict[str, float] = {}
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.files.path("pki")
+
+    # -- before the control plane -------------------------------------------
+
+    def prepare(self) -> None:
+        reason = host.unsupported_reason()
+        if reason is not None:
+            raise NodeError(reason)
+        host.ensure_packages()
+        self._binaries = {binary: toolchain.ensure(binary) for binary in TOOLS}
+        pause.archive()
+        supervised.register(self)
+        self._clear_leftovers()
+        shutil.rmtree(self.files.root, ignore_errors=True)
+        self.pki_dir.mkdir(parents=True)
+        self._namespaces_before = _pod_namespaces()
+        self.network.up()
+        # The node's own CA: the kubelet's serving certificate and the client
+        # certificate the apiserver presents to the kubelet (logs, exec).
+        node_ca = pki.CertificateAuthority.create("scalekeeper-node-ca")
+        node_ca.write(self.pki_dir / "ca.crt", self.pki_dir / "ca.key")
+        node_ca.issue_server(self.name, dns_names=(self.name,), ip_addresses=(self.network.node_address,)).write(
+            self.pki_dir / "kubelet-serving.crt", self.pki_dir / "kubelet-serving.key"
+        )
+        node_ca.issue_client("kube-apiserver-kubelet-client", organizations=("system:masters",)).write(
+            self.pki_dir / "apiserver-kubelet-client.crt", self.pki_dir / "apiserver-kubelet-client.key"
+        )
+
+    def apiserver_args(self) -> list[str]:
+        """What kube-apiserver needs to reach this node's kubelet (by IP: no name is ever resolved)."""
+        return [
+            f"--kubelet-client-certificate={self.pki_dir / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={self.pki_dir / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={self.pki_dir / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
+    # -- with the control plane ----------------------------------------------
+
+    def start(self, server: str, cluster_ca: pki.CertificateAuthority, admin: AdminRequest) -> dict[str, float]:
+        """Start the components and wait for the Node to be Ready; seconds to ready by component."""
+        started = time.monotonic()
+        kubeconfigs = {
+            "kubelet": cluster_ca.issue_client(f"system:node:{self.name}", organizations=("system:nodes",)),
+            "kube-proxy": cluster_ca.issue_client("system:kube-proxy"),
+            "coredns": cluster_ca.issue_client(COREDNS_USER),
+        }
+        for component, cert in kubeconfigs.items():
+            kubeconfig.write_kubeconfig(
+                self._kubeconfig(component),
+                server=server,
+                ca_pem=cluster_ca.cert_pem,
+                client_cert_pem=cert.cert_pem,
+                client_key_pem=cert.key_pem,
+            )
+        for obj_path, obj in _rbac(self.name):
+            _create(admin, obj_path, obj)
+        self._write_configs()
+        containerd = self._child(
+            "containerd", [str(self._binaries["containerd"]), "--config", str(self._config("containerd.toml"))]
+        )
+        self.ready_after = supervised.wait_ready({containerd: self._containerd_ready}, _READY_TIMEOUT)
+        self._ctr("images", "import", str(pause.archive()))
+        kubelet = self._child("kubelet", [
+            str(self._binaries["kubelet"]),
+            f"--config={self._config('kubelet.yaml')}",
+            f"--kubeconfig={self._kubeconfig('kubelet')}",
+            f"--root-dir={self.files.kubelet_root}",
+            f"--hostname-override={self.name}",
+            f"--node-ip={self.network.node_address}",
+        ])  # fmt: skip
+        proxy = self._child(
+            "kube-proxy", [str(self._binaries["kube-proxy"]), f"--config={self._config('kube-proxy.yaml')}"]
+        )
+        dns = self._child("coredns", [str(self._binaries["coredns"]), "-conf", str(self._config("Corefile"))])
+        address = self.network.node_address
+        self.ready_after |= supervised.wait_ready(
+            {
+                kubelet: lambda: _http_ok(address, 10248, "/healthz"),
+                proxy: lambda: _http_ok(address, 10256, "/healthz"),
+                dns: lambda: _http_ok(address, 8181, "/ready"),
+            },
+            _READY_TIMEOUT,
+        )
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while not _node_ready(admin, self.name):
+            kubelet.check_alive()
+            if time.monotonic() > deadline:
+                raise NodeError(f"node {self.name} not Ready after {_READY_TIMEOUT}s; see {kubelet.log_path}")
+            time.sleep(0.2)
+        self.ready_after["node Ready"] = time.monotonic() - started
+        return self.ready_after
+
+    def import_image(self, archive: Path) -> None:
+        """Load a docker-archive or OCI archive into the node's containerd (what `kind load` does)."""
+        self._ctr("images", "import", str(archive))
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.pid for c in self._children if c.alive and c.pid is not None}
+
+    # -- teardown --------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the components, clear what they left, remove the network; idempotent."""
+        for child in reversed(self._children):
+            child.stop()
+        self._children.clear()
+        self._clear_leftovers()
+        self.network.down()
+        shutil.rmtree(self.files.root, ignore_errors=True)
+        supervised.unregister(self)
+
+    def leftovers(self) -> list[str]:
+        """Whatever this node left on the host (empty after stop())."""
+        new_namespaces = sorted(_pod_namespaces() - self._namespaces_before)
+        found = teardown.leftovers(self.files.root, self.files.containerd_socket, new_namespaces)
+        found += self.network.leftovers()
+        found += [f"process {name} (pid {pid})" for name, pid in self.pids.items()]
+        return found
+
+    def _clear_leftovers(self) -> None:
+        new_namespaces = sorted(_pod_namespaces() - self._namespaces_before)
+        teardown.clear(self.files.root, self.files.containerd_socket, new_namespaces)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _config(self, name: str) -> Path:
+        return self.files.path(name)
+
+    def _kubeconfig(self, component: str) -> Path:
+        return self.files.path(f"{component}.kubeconfig")
+
+    def _write_configs(self) -> None:
+        network, files = self.network, self.files
+        files.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+        (files.cni_conf_dir / "10-scalekeeper.conflist").write_text(configs.cni_config(files, network))
+        self._config("containerd.toml").write_text(configs.containerd_config(files))
+        self._config("kubelet.yaml").write_text(configs.kubelet_config(files, network, self.pki_dir))
+        proxy_config = configs.kube_proxy_config(network, self._kubeconfig("kube-proxy"), self.name)
+        self._config("kube-proxy.yaml").write_text(proxy_config)
+        self._config("Corefile").write_text(configs.corefile(network, self._kubeconfig("coredns")))
+        self._config("resolv.conf").write_text(configs.resolv_conf(network))
+
+    def _child(self, name: str, argv: list[str]) -> supervised.SupervisedChild:
+        # containerd finds its shim on PATH; everything else is called by absolute path.
+        path = f"{self._binaries['containerd-shim-runc-v2'].parent}:{_SYSTEM_PATH}"
+        child = supervised.SupervisedChild(
+            name, self.network.enter(["env", f"PATH={path}", *argv]), self.files.path(f"{name}.log")
+        )
+        self._children.append(child)
+        child.start()
+        return child
+
+    def _ctr(self, *args: str) -> str:
+        argv = [
+            str(self._binaries["ctr"]),
+            "--address",
+            str(self.files.containerd_socket),
+            "--namespace",
+            "k8s.io",
+            *args,
+        ]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise NodeError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _containerd_ready(self) -> bool:
+        try:
+            self._ctr("version")
+        except NodeError:
+            return False
+        return True
+
+
+def _pod_namespaces() -> set[str]:
+    """Network namespaces named like containerd's CNI names them (``cni-<uuid>``)."""
+    directory = Path("/run/netns")
+    return {entry.name for entry in directory.glob("cni-*")} if directory.is_dir() else set()
+
+
+def _http_ok(address: str, port: int, path: str) -> bool:
+    conn = http.client.HTTPConnection(address, port, timeout=2.0)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def _node_ready(admin: AdminRequest, name: str) -> bool:
+    status, node = admin("GET", f"/api/v1/nodes/{name}", None)
+    conditions = node.get("status", {}).get("conditions", []) if status == 200 else []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _create(admin: AdminRequest, path: str, obj: JSON) -> None:
+    status, body = admin("POST", path, obj)
+    if status not in (201, 409):
+        raise NodeError(f"creating {obj['kind']} {obj['metadata']['name']}: {status} {body}")
+
+
+def _rbac(node_name: str) -> list[tuple[str, JSON]]:
+    """The kubelet's rights (bootstrap role system:node; RBAC stands in for the Node authorizer) and CoreDNS's."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+
+    def binding(name: str, role: str, user: str) -> JSON:
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }
+
+    coredns_role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "scalekeeper:coredns"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["services", "namespaces", "pods"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        ],
+    }
+    return [
+        (
+            f"{rbac}/clusterrolebindings",
+            binding(f"scalekeeper:node:{node_name}", "system:node", f"system:node:{node_name}"),
+        ),
+        (f"{rbac}/clusterroles", coredns_role),
+        (f"{rbac}/clusterrolebindings", binding("scalekeeper:coredns", "scalekeeper:coredns", COREDNS_USER)),
+    ]
