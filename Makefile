@@ -91,6 +91,7 @@ test: venv ## lint, unit tests, integration tests, then the fault and fuzz tests
 	$(MAKE) test-unit
 	$(MAKE) test-integration
 	$(MAKE) test-reliability
+	$(MAKE) test-delivery
 
 # --- Benchmarks and reliability ---
 # Both start their own etcd + kube-apiserver (like the integration tests).
@@ -118,6 +119,16 @@ KIND_CLUSTER ?= scalekeeper
 # kind v0.33.0's node image for Kubernetes v1.37.0 (the toolchain pins 1.37).
 KIND_NODE_IMAGE ?= kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5
 KUBE_CONTEXT ?= kind-$(KIND_CLUSTER)
+# Where deploy and test-upgrade go: kind, or `local`, the cluster of
+# `make cluster-up NODES=real` (a real kubelet + containerd node on this host).
+CLUSTER ?= kind
+ifeq ($(CLUSTER),local)
+KUBE_CONTEXT := scalekeeper-dev
+export KUBECONFIG := $(CURDIR)/.dev/kubeconfig
+LOAD_IMAGE = $(DEV) node-load-image $(IMAGE_ARCHIVE)
+else
+LOAD_IMAGE = $(KIND) load image-archive $(IMAGE_ARCHIVE) --name $(KIND_CLUSTER)
+endif
 RELEASE ?= scalekeeper
 DEPLOY_NAMESPACE ?= scalekeeper
 DEPLOY_HELM_ARGS ?=
@@ -136,14 +147,17 @@ build: ## nix build: the runtime virtualenv (bin/scalekeeper) at ./result
 	$(NIX) $(NIX_FLAGS) build .#default
 
 .PHONY: image
-image: venv ## image archive .dev/image.tar and its ref in .dev/image.ref (Nix; docker build without Nix)
+image: venv ## image archive .dev/image.tar and its ref in .dev/image.ref (Nix; else the Dockerfile: docker, else buildah)
 	mkdir -p .dev
 	if command -v $(NIX) >/dev/null 2>&1; then \
 	  $(NIX) $(NIX_FLAGS) build .#image --out-link $(IMAGE_ARCHIVE); \
-	else \
+	elif command -v docker >/dev/null 2>&1; then \
 	  echo "nix not found: building with docker (Dockerfile)"; \
 	  id=$$(docker build -q .); ref=scalekeeper:$${id#sha256:}; ref=$${ref:0:24}; \
 	  docker tag $$id $$ref; rm -f $(IMAGE_ARCHIVE); docker save -o $(IMAGE_ARCHIVE) $$ref; \
+	else \
+	  echo "neither nix nor docker found: building the Dockerfile with buildah"; \
+	  $(PYTHON) -m scalekeeper_dev.buildah --archive $(IMAGE_ARCHIVE); \
 	fi
 	tar -xOf $(IMAGE_ARCHIVE) manifest.json \
 	  | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)[0]["RepoTags"][0])' > .dev/image.ref
@@ -162,12 +176,12 @@ kind-down: ## delete the kind cluster
 # certificate for `helm test` and test-upgrade. The dev server certificate
 # names "scalekeeper", hence tests.tlsServerName.
 .PHONY: deploy
-deploy: image certs ## load the image into kind; helm upgrade --install --wait --atomic; helm test
-	$(KIND) load image-archive $(IMAGE_ARCHIVE) --name $(KIND_CLUSTER)
+deploy: image certs ## load the image (kind, or CLUSTER=local); helm upgrade --install --wait --atomic; helm test
+	$(LOAD_IMAGE)
 	kubectl=$(KUBECTL); ctx="--context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE)"; \
 	$$kubectl --context $(KUBE_CONTEXT) create namespace $(DEPLOY_NAMESPACE) --dry-run=client -o yaml \
 	  | $$kubectl --context $(KUBE_CONTEXT) apply -f -; \
-	for pair in $(RELEASE)-tls:server $(RELEASE)-reader-tls:reader; do \
+	for pair in $(RELEASE)-tls:server $(RELEASE)-reader-tls:reader $(RELEASE)-writer-tls:writer; do \
 	  $$kubectl $$ctx create secret generic $${pair%%:*} --dry-run=client -o yaml \
 	    --from-file=tls.crt=.dev/certs/$${pair##*:}.crt --from-file=tls.key=.dev/certs/$${pair##*:}.key \
 	    --from-file=ca.crt=.dev/certs/ca.crt | $$kubectl $$ctx apply -f -; \
@@ -182,10 +196,22 @@ deploy: image certs ## load the image into kind; helm upgrade --install --wait -
 	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --logs
 
 .PHONY: test-upgrade
-test-upgrade: deploy ## on kind: RPCs through the Service during a rolling helm upgrade; fails on any failed call
-	$(PYTHON) tests/delivery/rpc_loop.py rollout --kubectl $(KUBECTL) --helm $(HELM) \
+test-upgrade: deploy ## traffic through the Service during a rolling helm upgrade and a leader kill; fails on any failed call
+	$(PYTHON) tests/delivery/rpc_loop.py --kubectl $(KUBECTL) --helm $(HELM) \
 	  --context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --release $(RELEASE) --chart $(CHART) \
-	  --image $$(cat .dev/image.ref) --client-secret $(RELEASE)-reader-tls --server-name scalekeeper
+	  --image $$(cat .dev/image.ref) --reader-secret $(RELEASE)-reader-tls --writer-secret $(RELEASE)-writer-tls \
+	  --server-name scalekeeper
+
+# What `make test` runs last: deploy (helm test) and test-upgrade on a local
+# cluster with a real node, when this host can run one (Linux, root);
+# elsewhere it prints why and skips.
+.PHONY: test-delivery
+test-delivery: venv ## make deploy + make test-upgrade on a local real-node cluster (cluster-up NODES=real)
+	@if ! reason=$$($(DEV) node-support); then echo "SKIPPED test-delivery: $$reason"; exit 0; fi; \
+	$(MAKE) cluster-down; \
+	trap '$(MAKE) cluster-down' EXIT; \
+	$(MAKE) cluster-up NODES=real; \
+	$(MAKE) test-upgrade CLUSTER=local
 
 .PHONY: check-nix
 check-nix: ## parse every .nix file (nix-instantiate --parse; apt-get install nix-bin); flake.lock is JSON

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from scalekeeper_dev import controlplane, pki, toolchain
+from scalekeeper_dev.node import cli as node_cli
 
 _STARTUP_TIMEOUT = 180.0
 _SHUTDOWN_TIMEOUT = 30.0
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, **({"help": text} if text else {}))
         sub.add_argument("--dev-dir", default=".dev", help="where kubeconfig and cluster/ live")
         sub.set_defaults(func=func)
+    node_cli.add_commands(commands)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -19,6 +19,7 @@ write the same bytes.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -111,8 +112,10 @@ def ensure_python_base() -> str:
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def build_dockerfile(ref: str, archive: Path, *, target: str | None = None, no_cache: bool = False) -> None:
-    """Build the repository's Dockerfile as ``ref`` and save it as a docker-archive at ``archive``."""
+def build_dockerfile(
+    archive: Path, *, repository: str = "localhost/scalekeeper", target: str | None = None, no_cache: bool = False
+) -> str:
+    """Build the repository's Dockerfile, save it as a docker-archive; returns ``repository:<image id>``."""
     base = ensure_python_base()
     with tempfile.TemporaryDirectory(prefix="scalekeeper-buildah-") as scratch:
         uv_config = Path(scratch) / "uv.toml"
@@ -124,14 +127,20 @@ def build_dockerfile(ref: str, archive: Path, *, target: str | None = None, no_c
             "--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro",
             "--volume", f"{uv_config}:/etc/uv/uv.toml:ro",
             "--build-arg", f"PYTHON_IMAGE={base}",
-            "--tag", ref, "--file", "Dockerfile",
+            "--build-arg", f"SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}",
+            "--file", "Dockerfile",
         ]  # fmt: skip
         if target:
             argv += ["--target", target]
         if no_cache:
             argv.append("--no-cache")
-        _run([*argv, "."])
+        _run([*argv, "--iidfile", str(Path(scratch) / "iid"), "."])
+        image_id = (Path(scratch) / "iid").read_text().strip().removeprefix("sha256:")
+    # Content-addressed tag: a rebuild that changes nothing keeps the reference.
+    ref = f"{repository}:{image_id[:16]}"
+    _run(["buildah", "tag", image_id, ref])
     save(ref, archive)
+    return ref
 
 
 def save(ref: str, archive: Path) -> None:
@@ -159,3 +168,27 @@ def layer_digests(ref: str) -> list[str]:
         ["buildah", "inspect", "--type", "image", "--format", "{{range .OCIv1.RootFS.DiffIDs}}{{.}} {{end}}", ref]
     )
     return out.split()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="build the Dockerfile with buildah into a docker-archive")
+    parser.add_argument("--archive", type=Path, required=True)
+    parser.add_argument("--repository", default="localhost/scalekeeper")
+    parser.add_argument("--target", help="Dockerfile stage (default: the last)")
+    parser.add_argument("--no-cache", action="store_true", help="rebuild every layer (reproducibility check)")
+    args = parser.parse_args(argv)
+    reason = unavailable_reason()
+    if reason is not None:
+        print(f"cannot build with buildah: {reason}", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    ref = build_dockerfile(args.archive, repository=args.repository, target=args.target, no_cache=args.no_cache)
+    print(
+        f"built {ref} in {time.monotonic() - started:.0f}s: {args.archive} ({args.archive.stat().st_size / 1e6:.0f} MB)"
+    )
+    print("layers: " + " ".join(d.removeprefix("sha256:")[:12] for d in layer_digests(ref)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -153,7 +153,7 @@ class RealNode:
 
     def import_image(self, archive: Path) -> None:
         """Load a docker-archive or OCI archive into the node's containerd (what `kind load` does)."""
-        self._ctr("images", "import", str(archive))
+        import_image(self.files, archive)
 
     @property
     def pids(self) -> dict[str, int]:
@@ -213,18 +213,7 @@ class RealNode:
         return child
 
     def _ctr(self, *args: str) -> str:
-        argv = [
-            str(self._binaries["ctr"]),
-            "--address",
-            str(self.files.containerd_socket),
-            "--namespace",
-            "k8s.io",
-            *args,
-        ]
-        result = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise NodeError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
-        return result.stdout
+        return _ctr(self.files, *args)
 
     def _containerd_ready(self) -> bool:
         try:
@@ -232,6 +221,22 @@ class RealNode:
         except NodeError:
             return False
         return True
+
+
+def import_image(files: configs.NodeFiles, archive: Path) -> None:
+    """Load an image archive into a running node's containerd, where the kubelet finds it."""
+    if not files.containerd_socket.exists():
+        raise NodeError(f"no node is running here ({files.containerd_socket} missing): make cluster-up NODES=real")
+    _ctr(files, "images", "import", str(archive.resolve()))
+
+
+def _ctr(files: configs.NodeFiles, *args: str) -> str:
+    ctr = toolchain.ensure("ctr")  # ctr wants an absolute socket path
+    argv = [str(ctr), "--address", str(files.containerd_socket), "--namespace", "k8s.io", *args]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise NodeError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
 
 
 def _pod_namespaces() -> set[str]:
