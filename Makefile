@@ -55,9 +55,11 @@ certs: venv ## write development certificates to .dev/certs (kept if present)
 run: venv tools ## the server on $$KUBECONFIG's cluster, else on a local control plane; demo data, grpcurl examples
 	$(DEV) run
 
+# NODES=real: one real node (kubelet + containerd, Linux and root) instead of simulated ones.
+NODES ?= kwok
 .PHONY: cluster-up
 cluster-up: venv ## start etcd + kube-apiserver in the background; admin kubeconfig in .dev/kubeconfig
-	$(DEV) cluster-up
+	$(DEV) cluster-up --nodes $(NODES)
 
 .PHONY: cluster-down
 cluster-down: venv ## stop the background control plane
