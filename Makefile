@@ -115,7 +115,8 @@ test-reliability: venv tools ## fault injection, concurrency and fuzz tests (a f
 # nix, kind and a container runtime are needed for the rest.
 
 NIX ?= nix
-NIX_FLAGS ?= --extra-experimental-features 'nix-command flakes'
+# nix or docker; empty: the first usable (scalekeeper_dev/image.py says which and why).
+IMAGE_BUILDER ?=
 KIND ?= kind
 KIND_CLUSTER ?= scalekeeper
 # kind v0.33.0's node image for Kubernetes v1.37.0 (the toolchain pins 1.37).
@@ -139,31 +140,19 @@ CHART := helm/scalekeeper
 # may be older than the chart's kubeVersion).
 CHART_KUBE_VERSION ?= 1.37.0
 IMAGE_ARCHIVE := .dev/image.tar
+IMAGE_REF_FILE := .dev/image.ref
 # The pinned binaries, located (or built once) by the toolchain.
 TOOL = $$($(PYTHON) -c 'from scalekeeper_dev import toolchain; print(toolchain.ensure("$(1)"))')
 HELM = $(call TOOL,helm)
 KUBECTL = $(call TOOL,kubectl)
 
 .PHONY: build
-build: ## nix build: the runtime virtualenv (bin/scalekeeper) at ./result
-	$(NIX) $(NIX_FLAGS) build .#default
+build: venv ## the runtime virtualenv: nix build (./result) with Nix >= 2.18 + flakes, else uv into .dev/runtime
+	$(DEV) build --nix $(NIX) --uv $(UV)
 
 .PHONY: image
-image: venv ## image archive .dev/image.tar and its ref in .dev/image.ref (Nix; else the Dockerfile: docker, else buildah)
-	mkdir -p .dev
-	if command -v $(NIX) >/dev/null 2>&1; then \
-	  $(NIX) $(NIX_FLAGS) build .#image --out-link $(IMAGE_ARCHIVE); \
-	elif command -v docker >/dev/null 2>&1; then \
-	  echo "nix not found: building with docker (Dockerfile)"; \
-	  id=$$(docker build -q .); ref=scalekeeper:$${id#sha256:}; ref=$${ref:0:24}; \
-	  docker tag $$id $$ref; rm -f $(IMAGE_ARCHIVE); docker save -o $(IMAGE_ARCHIVE) $$ref; \
-	else \
-	  echo "neither nix nor docker found: building the Dockerfile with buildah"; \
-	  $(PYTHON) -m scalekeeper_dev.buildah --archive $(IMAGE_ARCHIVE); \
-	fi
-	tar -xOf $(IMAGE_ARCHIVE) manifest.json \
-	  | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)[0]["RepoTags"][0])' > .dev/image.ref
-	@echo "image: $$(cat .dev/image.ref) ($(IMAGE_ARCHIVE))"
+image: venv ## image archive .dev/image.tar, its ref in .dev/image.ref (Nix >= 2.18 + flakes, else the Dockerfile)
+	$(DEV) image --nix $(NIX) --archive $(IMAGE_ARCHIVE) --ref-file $(IMAGE_REF_FILE) $(if $(IMAGE_BUILDER),--builder $(IMAGE_BUILDER))
 
 .PHONY: kind-up
 kind-up: ## create the kind cluster $(KIND_CLUSTER) (pinned node image) unless it exists
@@ -188,7 +177,7 @@ deploy: image certs ## load the image (kind, or CLUSTER=local); helm upgrade --i
 	    --from-file=tls.crt=.dev/certs/$${pair##*:}.crt --from-file=tls.key=.dev/certs/$${pair##*:}.key \
 	    --from-file=ca.crt=.dev/certs/ca.crt | $$kubectl $$ctx apply -f -; \
 	done
-	ref=$$(cat .dev/image.ref); \
+	ref=$$(cat $(IMAGE_REF_FILE)); \
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) \
 	  --wait --atomic --timeout 10m \
 	  --set image.repository=$${ref%:*} --set image.tag=$${ref##*:} --set image.pullPolicy=Never \
@@ -201,7 +190,7 @@ deploy: image certs ## load the image (kind, or CLUSTER=local); helm upgrade --i
 test-upgrade: deploy ## traffic through the Service during a rolling helm upgrade and a leader kill; fails on any failed call
 	$(PYTHON) tests/delivery/rpc_loop.py --kubectl $(KUBECTL) --helm $(HELM) \
 	  --context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --release $(RELEASE) --chart $(CHART) \
-	  --image $$(cat .dev/image.ref) --reader-secret $(RELEASE)-reader-tls --writer-secret $(RELEASE)-writer-tls \
+	  --image $$(cat $(IMAGE_REF_FILE)) --reader-secret $(RELEASE)-reader-tls --writer-secret $(RELEASE)-writer-tls \
 	  --server-name scalekeeper
 
 # What `make test` runs last: deploy (helm test) and test-upgrade on a local

@@ -2,8 +2,8 @@
 # `kind load image-archive` and `docker load` accept as they are.
 #
 # image:     production. The runtime virtualenv only: no shell, no package
-#            manager, non-root (65532), fixed creation date so the same inputs
-#            give the same image digest.
+#            manager, non-root (65532, with passwd/group entries), fixed
+#            creation date so the same inputs give the same image digest.
 # image-dev: for Tilt. Adds busybox (Tilt's live_update copies files with `tar`
 #            through `kubectl exec`), a writable copy of python/ that live_update
 #            syncs into, and nix/dev-reloader.py, which restarts the server when
@@ -42,6 +42,13 @@ let
     "SSL_CERT_FILE=${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt"
   ];
 
+  # /etc/passwd, /etc/group and /etc/nsswitch.conf that name the server's
+  # uid/gid, so tools that look the user up (getpwuid: whoami, ssh, ...) work.
+  fakeNss = pkgs.dockerTools.fakeNss.override {
+    extraPasswdLines = [ "nonroot:x:${uid}:${uid}:nonroot:/nonexistent:/sbin/nologin" ];
+    extraGroupLines = [ "nonroot:x:${uid}:" ];
+  };
+
   # /tmp exists (and is sticky) even when no emptyDir is mounted on it.
   tmpDir = ''
     mkdir -p tmp
@@ -57,7 +64,10 @@ in
     created = "1970-01-01T00:00:01Z";
     compressor = "none";
     # Links the venv's bin/ (scalekeeper, python) into /bin.
-    contents = [ runtimeEnv ];
+    contents = [
+      runtimeEnv
+      fakeNss
+    ];
     extraCommands = tmpDir;
     config = commonConfig // {
       Entrypoint = [ "/bin/scalekeeper" ];
@@ -72,6 +82,7 @@ in
     compressor = "none";
     contents = [
       runtimeEnv
+      fakeNss
       pkgs.busybox
     ];
     extraCommands = tmpDir + ''

@@ -1,4 +1,4 @@
-"""CLI of the developer harness: ``python -m scalekeeper_dev {tools,certs,cluster-up,cluster-down}``.
+"""CLI of the developer harness: ``python -m scalekeeper_dev {tools,certs,cluster-up,cluster-down,run,image,build}``.
 
 ``cluster-up`` must return to the shell while the control plane keeps running,
 yet the control plane must not outlive whoever owns it. So it starts a
@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from scalekeeper_dev import controlplane, pki, toolchain
+from scalekeeper_dev import controlplane, imagecli, pki, toolchain
 from scalekeeper_dev.node import cli as node_cli
 
 _STARTUP_TIMEOUT = 180.0
@@ -206,7 +206,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scalekeeper_dev", description="scalekeeper developer harness")
     # `_supervise` is internal: kept out of the listing.
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{tools,certs,cluster-up,cluster-down,run}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{tools,certs,cluster-up,cluster-down,run,image,build}"
+    )
     commands.add_parser("tools", help="build/locate every pinned tool; print paths and versions").set_defaults(
         func=cmd_tools
     )
@@ -223,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, **({"help": text} if text else {}))
         sub.add_argument("--dev-dir", default=".dev", help="where kubeconfig and cluster/ live")
         sub.set_defaults(func=func)
+    imagecli.add_commands(commands)
     node_cli.add_commands(commands)
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -55,12 +55,16 @@ class BuildahError(RuntimeError):
 
 
 def unavailable_reason() -> str | None:
-    """Why buildah cannot build here (None: it can)."""
+    """Why buildah cannot build here (None: it can, possibly once Debian's packages are installed)."""
     if not sys.platform.startswith("linux"):
         return "buildah builds need Linux"
     if os.geteuid() != 0:
         return "the buildah build path runs as root (debootstrap makes the base image)"
-    if not Path("/etc/debian_version").exists() and not all(Path(p).exists() for p in PACKAGES.values()):
+    found = shutil.which("buildah")
+    if found is not None:
+        version = subprocess.run([found, "version"], capture_output=True, text=True, check=False)
+        return None if version.returncode == 0 else f"`{found} version` failed: {version.stderr.strip()[:200]}"
+    if shutil.which("apt-get") is None:
         return "install buildah and debootstrap (installed automatically on Debian/Ubuntu only)"
     return None
 
@@ -112,10 +116,8 @@ def ensure_python_base() -> str:
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def build_dockerfile(
-    archive: Path, *, repository: str = "localhost/scalekeeper", target: str | None = None, no_cache: bool = False
-) -> str:
-    """Build the repository's Dockerfile, save it as a docker-archive; returns ``repository:<image id>``."""
+def build_dockerfile(ref: str, archive: Path, *, target: str | None = None, no_cache: bool = False) -> None:
+    """Build the repository's Dockerfile as ``ref`` and save it as a docker-archive at ``archive``."""
     base = ensure_python_base()
     with tempfile.TemporaryDirectory(prefix="scalekeeper-buildah-") as scratch:
         uv_config = Path(scratch) / "uv.toml"
@@ -128,19 +130,14 @@ def build_dockerfile(
             "--volume", f"{uv_config}:/etc/uv/uv.toml:ro",
             "--build-arg", f"PYTHON_IMAGE={base}",
             "--build-arg", f"SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}",
-            "--file", "Dockerfile",
+            "--tag", ref, "--file", "Dockerfile",
         ]  # fmt: skip
         if target:
             argv += ["--target", target]
         if no_cache:
             argv.append("--no-cache")
-        _run([*argv, "--iidfile", str(Path(scratch) / "iid"), "."])
-        image_id = (Path(scratch) / "iid").read_text().strip().removeprefix("sha256:")
-    # Content-addressed tag: a rebuild that changes nothing keeps the reference.
-    ref = f"{repository}:{image_id[:16]}"
-    _run(["buildah", "tag", image_id, ref])
+        _run([*argv, "."])
     save(ref, archive)
-    return ref
 
 
 def save(ref: str, archive: Path) -> None:
@@ -171,9 +168,10 @@ def layer_digests(ref: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The buildah backend of ``make image`` (:mod:`scalekeeper_dev.image`)."""
     parser = argparse.ArgumentParser(description="build the Dockerfile with buildah into a docker-archive")
     parser.add_argument("--archive", type=Path, required=True)
-    parser.add_argument("--repository", default="localhost/scalekeeper")
+    parser.add_argument("--ref", required=True, help="name:tag of the image")
     parser.add_argument("--target", help="Dockerfile stage (default: the last)")
     parser.add_argument("--no-cache", action="store_true", help="rebuild every layer (reproducibility check)")
     args = parser.parse_args(argv)
@@ -182,11 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot build with buildah: {reason}", file=sys.stderr)
         return 1
     started = time.monotonic()
-    ref = build_dockerfile(args.archive, repository=args.repository, target=args.target, no_cache=args.no_cache)
-    print(
-        f"built {ref} in {time.monotonic() - started:.0f}s: {args.archive} ({args.archive.stat().st_size / 1e6:.0f} MB)"
-    )
-    print("layers: " + " ".join(d.removeprefix("sha256:")[:12] for d in layer_digests(ref)))
+    build_dockerfile(args.ref, args.archive, target=args.target, no_cache=args.no_cache)
+    size_mb = args.archive.stat().st_size / 1e6
+    print(f"built {args.ref} with buildah in {time.monotonic() - started:.0f}s: {args.archive} ({size_mb:.0f} MB)")
+    print("layer digests: " + " ".join(layer_digests(args.ref)))
     return 0
 
 
