@@ -129,10 +129,26 @@ def leader_failover(cluster: Cluster, args: argparse.Namespace) -> float:
     deployment = cluster.get("deployment", args.release, "--namespace", args.namespace)
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])}
     lease_path = ("lease", env["SCALEKEEPER_LEASE_NAME"], "--namespace", args.namespace)
-    lease = cluster.get(*lease_path)
-    leader, duration = lease["spec"].get("holderIdentity", ""), lease["spec"]["leaseDurationSeconds"]
-    if not leader:
-        raise RuntimeError("no replica holds the Lease")
+    selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
+    leader, duration = "", 0
+    # The rollout's old pods may still be draining (and the old leader still leading): wait
+    # until only the current pods run and one of them holds the Lease.
+    deadline = time.monotonic() + 120
+    while not leader:
+        pods = [  # the Deployment's pods (the chart's test pod has the same labels)
+            p
+            for p in cluster.get("pods", "--namespace", args.namespace, "--selector", selector)["items"]
+            if any(o["kind"] == "ReplicaSet" for o in p["metadata"].get("ownerReferences", []))
+        ]
+        live = {p["metadata"]["name"] for p in pods if "deletionTimestamp" not in p["metadata"]}
+        lease = cluster.get(*lease_path)["spec"]
+        holder, duration = lease.get("holderIdentity", ""), lease["leaseDurationSeconds"]
+        if len(pods) == len(live) == deployment["spec"]["replicas"] and holder in live:
+            leader = holder
+        elif time.monotonic() > deadline:
+            raise RuntimeError(f"no current pod holds the Lease (holder {holder!r}, pods {sorted(live)})")
+        else:
+            time.sleep(0.5)
     cluster.k("delete", "pod", leader, "--namespace", args.namespace, "--wait=false")
     deleted = time.monotonic()
     while time.monotonic() - deleted < duration + 30:

@@ -23,6 +23,7 @@ successful unary calls of one worker, watch re-opens, last value written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import socket
@@ -78,7 +79,7 @@ class Client:
         self.tls = ssl.create_default_context(cafile=str(cert_dir / "ca.crt"))
         self.tls.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
 
-    def http_connection(self, timeout: float = CALL_TIMEOUT) -> http.client.HTTPConnection:
+    def http_connection(self, timeout: float | None = CALL_TIMEOUT) -> http.client.HTTPConnection:
         """A keep-alive HTTPS connection verifying the server as ``server_name``."""
         client = self
 
@@ -153,28 +154,23 @@ def grpc_watch(stop: threading.Event, tally: Tally, client: Client, namespace: s
 
 def http_watch(stop: threading.Event, tally: Tally, client: Client, namespace: str, target: str) -> None:
     while not stop.is_set():
-        conn = client.http_connection(timeout=1.0)  # short reads: notice `stop` between events
+        # No read timeout (a watch is quiet while nothing changes); `stop` shuts the socket down instead.
+        conn = client.http_connection(timeout=None)
         synced, end = False, "OK"
         try:
             conn.request("GET", f"/v1/watch/deployments?namespace={namespace}")
+            stopper = threading.Thread(target=lambda c=conn: (stop.wait(), _shutdown(c)), daemon=True)
+            stopper.start()
             response = conn.getresponse()
             if response.status != 200:
                 end = f"HTTP {response.status}"
-            buffer = b""
-            while end == "OK" and not stop.is_set():
-                try:
-                    chunk = response.read1(65536)
-                except TimeoutError:
+            for line in response if end == "OK" else ():
+                if not line.strip():
                     continue
-                if not chunk:
-                    break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in filter(None, lines):
-                    event = json.loads(line)
-                    if "error" in event:
-                        end = event["error"].get("code", "UNKNOWN")
-                    synced = synced or event.get("replicas", {}).get("name") == target
+                event = json.loads(line)
+                if "error" in event:
+                    end = event["error"].get("code", "UNKNOWN")
+                synced = synced or event.get("replicas", {}).get("name") == target
         except (OSError, http.client.HTTPException) as error:
             end = "UNAVAILABLE" if isinstance(error, (ConnectionError, http.client.IncompleteRead)) else repr(error)
         finally:
@@ -186,7 +182,12 @@ def http_watch(stop: threading.Event, tally: Tally, client: Client, namespace: s
             tally.watch_resyncs += synced
         if end not in RETRYABLE_WATCH_ENDS:
             tally.fail("http watch", f"ended with {end}")
-        time.sleep(0.2)
+
+
+def _shutdown(conn: http.client.HTTPConnection) -> None:
+    if conn.sock is not None:
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_RDWR)
 
 
 def run(args: argparse.Namespace) -> int:
