@@ -58,11 +58,11 @@ run: venv tools ## the server on $$KUBECONFIG's cluster, else on a local control
 # NODES=real: one real node (kubelet + containerd, Linux and root) instead of simulated ones.
 NODES ?= kwok
 .PHONY: cluster-up
-cluster-up: venv ## start etcd + kube-apiserver in the background; admin kubeconfig in .dev/kubeconfig
+cluster-up: venv ## start the local cluster (control plane + KWOK nodes, or NODES=real) in the background; kubeconfig in .dev/kubeconfig
 	$(DEV) cluster-up --nodes $(NODES)
 
 .PHONY: cluster-down
-cluster-down: venv ## stop the background control plane
+cluster-down: venv ## stop the background cluster and remove its files (.dev/cluster)
 	$(DEV) cluster-down
 
 .PHONY: proto

@@ -4,8 +4,8 @@
 yet the control plane must not outlive whoever owns it. So it starts a
 detached *supervisor* process (its own session; pid in
 ``.dev/cluster/supervisor.pid``) that runs the same :class:`ControlPlane` the
-tests use, and ``cluster-down`` stops that supervisor; etcd and kube-apiserver
-die with it (PR_SET_PDEATHSIG), even if it is killed with SIGKILL.
+tests use, and ``cluster-down`` stops that supervisor; every component dies
+with it (PR_SET_PDEATHSIG), even if it is killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from scalekeeper_dev import controlplane, imagecli, pki, toolchain
 from scalekeeper_dev.node import cli as node_cli
+from scalekeeper_dev.node import realcluster, realnode
 
 _STARTUP_TIMEOUT = 180.0
 _SHUTDOWN_TIMEOUT = 30.0
@@ -94,10 +95,15 @@ def _alive(pid: int) -> bool:
 def _usage(layout: _Layout) -> str:
     state = json.loads(layout.state_file.read_text()) if layout.state_file.exists() else {}
     kubeconfig = os.path.relpath(layout.kubeconfig)
+    pids = state.get("pids", {})
+    versions = "".join(
+        f"  {name:24} pid {pids.get(name, '?'):<8} {_tool_version(Path(path), name)}\n"
+        for name, path in state.get("binaries", {}).items()
+    )
     return (
-        f"control plane ready at {state.get('server', '?')} (pids {state.get('pids', {})})\n"
-        f"  export KUBECONFIG=$PWD/{kubeconfig}; kubectl get ns\n"
-        f"  logs: {os.path.relpath(layout.cluster_dir)}/{{etcd,kube-apiserver,supervisor}}.log\n"
+        f"control plane at {state.get('server', '?')} {state.get('startup', '')}\n{versions}"
+        f"  export KUBECONFIG=$PWD/{kubeconfig}; kubectl get nodes,pods -A\n"
+        f"  logs: {os.path.relpath(layout.cluster_dir)}/{{{','.join([*pids, 'supervisor'])}}}.log\n"
         "  stop: make cluster-down"
     )
 
@@ -109,13 +115,29 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
         print(_usage(layout))
         return 0
     # Build missing tools here, in the foreground, where the user sees it.
-    toolchain.ensure("etcd")
-    toolchain.ensure("kube-apiserver")
+    components = controlplane.Components.CLUSTER if args.nodes == "kwok" else controlplane.Components.CONTROLLERS
+    for name in components.names:
+        toolchain.ensure(name)
+    if args.nodes == "real":
+        try:
+            realnode.ensure_prerequisites()
+        except realnode.NodeError as error:
+            print(f"cannot run a real node here: {error}", file=sys.stderr)
+            return 1
     layout.cluster_dir.mkdir(parents=True, exist_ok=True)
     layout.state_file.unlink(missing_ok=True)
     with layout.log_file.open("ab") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "scalekeeper_dev", "_supervise", "--dev-dir", str(layout.dev_dir)],
+            [
+                sys.executable,
+                "-m",
+                "scalekeeper_dev",
+                "_supervise",
+                "--dev-dir",
+                str(layout.dev_dir),
+                "--nodes",
+                args.nodes,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -165,8 +187,8 @@ def cmd_cluster_down(args: argparse.Namespace) -> int:
     else:
         print(f"supervisor pid {pid} did not stop", file=sys.stderr)
         return 1
-    layout.pid_file.unlink(missing_ok=True)
-    layout.state_file.unlink(missing_ok=True)
+    # Certificates, etcd data and logs go too: nothing of the cluster stays behind.
+    shutil.rmtree(layout.cluster_dir, ignore_errors=True)
     layout.kubeconfig.unlink(missing_ok=True)
     return 0
 
@@ -178,17 +200,29 @@ def cmd_supervise(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
     exit_code = 0
-    with controlplane.ControlPlane(workdir=layout.cluster_dir) as plane:
+    cluster = (
+        realcluster.RealNodeCluster(layout.cluster_dir)
+        if args.nodes == "real"
+        else controlplane.ControlPlane(workdir=layout.cluster_dir)
+    )
+    with cluster as plane:
         shutil.copyfile(plane.kubeconfig, layout.kubeconfig)
         layout.kubeconfig.chmod(0o600)
-        state = {"server": plane.server, "kubeconfig": str(layout.kubeconfig), "pids": plane.pids}
+        state = {
+            "server": plane.server,
+            "kubeconfig": str(layout.kubeconfig),
+            "pids": plane.pids,
+            "binaries": {name: str(path) for name, path in plane.binaries.items()},
+            "startup": plane.startup_summary(),
+        }
         # Written last and atomically: its existence is the "ready" signal cluster-up waits for.
         tmp = layout.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(layout.state_file)
         print(f"ready: {json.dumps(state)}", flush=True)
+        running = len(plane.pids)
         while not stop.wait(1.0):
-            if len(plane.pids) < 2:
+            if len(plane.pids) < running:
                 print(f"a child died (running: {plane.pids}); shutting down", flush=True)
                 exit_code = 1
                 break
@@ -218,12 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     certs.set_defaults(func=cmd_certs)
     for name, func, text in (
         ("run", cmd_run, "run the server on $KUBECONFIG's cluster or a local control plane, with demo data"),
-        ("cluster-up", cmd_cluster_up, "start etcd + kube-apiserver in the background"),
+        ("cluster-up", cmd_cluster_up, "start the local cluster (control plane + KWOK nodes) in the background"),
         ("cluster-down", cmd_cluster_down, "stop the background control plane"),
         ("_supervise", cmd_supervise, None),
     ):
         sub = commands.add_parser(name, **({"help": text} if text else {}))
         sub.add_argument("--dev-dir", default=".dev", help="where kubeconfig and cluster/ live")
+        if name in ("cluster-up", "_supervise"):
+            sub.add_argument(
+                "--nodes", choices=("kwok", "real"), default="kwok", help="simulated nodes, or one real node (root)"
+            )
         sub.set_defaults(func=func)
     imagecli.add_commands(commands)
     node_cli.add_commands(commands)

@@ -1,8 +1,9 @@
 """``make run``: the server on an embedded default, ready for grpcurl.
 
-With no cluster configured it starts the harness's own control plane (the
-same :class:`ControlPlane` the tests use); with ``KUBECONFIG`` set it uses
-that cluster. Either way it installs the CRD, writes development
+With no cluster configured it starts the harness's own cluster (the same
+:class:`ControlPlane` the tests use: controllers, scheduler and KWOK's fake
+nodes, so the demo Deployments really roll out); with ``KUBECONFIG`` set it
+uses that cluster. Either way it installs the CRD, writes development
 certificates, creates a couple of demo Deployments, runs the server in the
 foreground and prints ready-to-paste grpcurl commands. Ctrl-C stops
 everything it started.
@@ -24,9 +25,10 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from scalekeeper_dev import manifests, pki, toolchain
-from scalekeeper_dev.controlplane import ControlPlane, die_with_parent_preexec
+from scalekeeper_dev.controlplane import ControlPlane
 from scalekeeper_dev.crd import install_crd
 from scalekeeper_dev.localserver import server_command
+from scalekeeper_dev.supervised import die_with_parent_preexec
 
 DEMO_NAMESPACE = "demo"
 DEMO_DEPLOYMENTS = {"web": 2, "api": 1}
@@ -40,8 +42,9 @@ def _cluster(dev_dir: Path) -> Iterator[Path]:
         print(f"using the cluster of KUBECONFIG={external}")
         yield Path(external)
         return
-    print("starting etcd and kube-apiserver (no KUBECONFIG set)...")
+    print("starting a local cluster: etcd, kube-apiserver, controller-manager, scheduler, KWOK (no KUBECONFIG set)...")
     with ControlPlane() as plane:
+        print(f"local cluster {plane.startup_summary()}", flush=True)
         kubeconfig = dev_dir / "kubeconfig"
         kubeconfig.write_bytes(plane.kubeconfig.read_bytes())
         yield kubeconfig
@@ -81,7 +84,7 @@ def grpcurl_commands(certs: Path, port: int = 8443) -> str:
             f"  {grpcurl} {tls} {target} list",
             f"  {grpcurl} {tls} {target} describe {service}",
             f'  {grpcurl} {reader} -d \'{{"namespace":"{ns}","name":"web"}}\' {target} {service}/GetReplicas',
-            f'  {grpcurl} {tls} -d \'{{"namespace":"{ns}","name":"web","replicas":3}}\' {target} {service}/SetReplicas',
+            f'  {grpcurl} {tls} -d \'{{"namespace":"{ns}","name":"web","replicas":5}}\' {target} {service}/SetReplicas',
             f'  {grpcurl} {reader} -d \'{{"namespace":"{ns}"}}\' {target} {service}/ListDeployments',
             f'  {grpcurl} {reader} -d \'{{"namespace":"{ns}"}}\' {target} {service}/WatchReplicas',
             f"  {grpcurl} {reader} {target} grpc.health.v1.Health/Check",
@@ -129,7 +132,11 @@ def run(dev_dir: Path) -> int:
                 f"health on http://localhost:8080. Try:\n{grpcurl_commands(shown)}\n"
                 f"  curl --cacert {shown}/ca.crt --cert {shown}/reader.crt --key {shown}/reader.key "
                 f"https://localhost:8444/v1/deployments?namespace={DEMO_NAMESPACE}\n"
-                f"  kubectl --kubeconfig {kubeconfig} get dscale -A\n\nCtrl-C stops everything.",
+                f"  kubectl --kubeconfig {kubeconfig} get dscale,deployments,pods -n {DEMO_NAMESPACE}\n\n"
+                "Watch a rollout: start the WatchReplicas command above in a second terminal, then run\n"
+                "SetReplicas: readyReplicas of demo/web climbs to 5 as the Pods become Ready; GetReplicas\n"
+                f"shows the same, and `kubectl ... get pods -n {DEMO_NAMESPACE} -w` the Pods themselves.\n\n"
+                "Ctrl-C stops everything.",
                 flush=True,
             )
             return server.wait()

@@ -1,7 +1,8 @@
 """Pinned developer tools, found on PATH or built once from Go modules.
 
-The integration tests need a real etcd and kube-apiserver, and the workflow
-needs kubectl, helm, grpcurl and ghz. None of them may be downloaded as a
+The integration tests need a real etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and KWOK (simulated nodes), and the workflow needs kubectl,
+helm, grpcurl and ghz. None of them may be downloaded as a
 prebuilt binary here, so each is built from the Go module proxy into
 ``~/.cache/scalekeeper/tools/<name>-<version>/`` and reused from then on.
 A binary already on PATH (the Nix dev shell puts them there) is used instead
@@ -42,6 +43,9 @@ class GoTool:
     version_args: tuple[str, ...] = ("--version",)
     wrapper: bool = False  # build from a wrapper module (replace directives upstream)
     ldflags: tuple[str, ...] = ()
+    # Tools of one module share its wrapper module's directory (and build lock),
+    # so a second tool entry reuses the module download and the Go build cache.
+    shares_build_of: str = ""
     tags: tuple[str, ...] = ()  # Go build tags
     real_node: bool = False  # only the real node needs it (Linux, root): not in ensure_all()
 
@@ -50,11 +54,16 @@ class GoTool:
         return f"{self.name}-{self.version}"
 
     @property
+    def build_dir(self) -> Path:
+        return CACHE_DIR / "build" / (self.shares_build_of or self.key)
+
+    @property
     def install_dir(self) -> Path:
         return CACHE_DIR / "tools" / self.key
 
 
 KUBERNETES_VERSION = "v1.37.2"
+KWOK_VERSION = "v0.8.0"
 _KUBE_MINOR = KUBERNETES_VERSION.split(".")[1]
 _KUBE_VERSION_LDFLAGS = tuple(
     f"-X {pkg}.{name}={value}"
@@ -79,6 +88,30 @@ TOOLS: dict[str, GoTool] = {
         },
         wrapper=True,
         ldflags=_KUBE_VERSION_LDFLAGS,
+    ),
+    # A tool entry of its own, so the cached kube-apiserver/kubectl stay valid,
+    # built from the same wrapper module: only the packages are compiled anew.
+    "kubernetes-controllers": GoTool(
+        name="kubernetes-controllers",
+        module="k8s.io/kubernetes",
+        version=KUBERNETES_VERSION,
+        packages={
+            "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+        },
+        wrapper=True,
+        ldflags=_KUBE_VERSION_LDFLAGS,
+        shares_build_of=f"kubernetes-{KUBERNETES_VERSION}",
+    ),
+    # Simulated nodes (python/scalekeeper_dev/kwok.py); its stage definitions
+    # are read from this module's source (module_dir).
+    "kwok": GoTool(
+        name="kwok",
+        module="sigs.k8s.io/kwok",
+        version=KWOK_VERSION,
+        packages={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
+        version_args=("--version",),
+        ldflags=(f"-X sigs.k8s.io/kwok/pkg/consts.Version={KWOK_VERSION.removeprefix('v')}",),
     ),
     "etcd": GoTool(
         name="etcd",
@@ -115,6 +148,7 @@ TOOLS: dict[str, GoTool] = {
         },
         wrapper=True,
         ldflags=_KUBE_VERSION_LDFLAGS,
+        shares_build_of=f"kubernetes-{KUBERNETES_VERSION}",
         real_node=True,
     ),
     # containerd 2.x: kubelet's fallback for runtimes without the RuntimeConfig
@@ -212,15 +246,14 @@ def _staging_replaces(module: str, version: str, workdir: Path) -> list[str]:
 
 
 def _build(tool: GoTool) -> None:
-    workdir = CACHE_DIR / "build" / tool.key
+    workdir = tool.build_dir
     workdir.mkdir(parents=True, exist_ok=True)
     staging = tool.install_dir.with_name(tool.install_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     ldflags = " ".join(("-s", "-w", *tool.ldflags))
     if tool.wrapper:
-        kubernetes = tool.module == "k8s.io/kubernetes"
-        replaces = _staging_replaces(tool.module, tool.version, workdir) if kubernetes else []
+        replaces = _staging_replaces(tool.module, tool.version, workdir) if tool.module == "k8s.io/kubernetes" else []
         (workdir / "go.mod").write_text(
             "module scalekeeper.dev/toolbuild\n\ngo 1.26\n\n"
             f"require {tool.module} {tool.version}\n\n" + "\n".join(replaces) + "\n"
@@ -257,7 +290,7 @@ def ensure(binary: str) -> Path:
 
 @contextlib.contextmanager
 def _build_lock(tool: GoTool) -> Iterator[None]:
-    lock_path = CACHE_DIR / "build" / f"{tool.key}.lock"
+    lock_path = tool.build_dir.with_name(f"{tool.build_dir.name}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -265,6 +298,15 @@ def _build_lock(tool: GoTool) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def module_dir(tool_name: str) -> Path:
+    """The source tree of a pinned tool's module, from the Go module cache (downloaded if missing)."""
+    tool = TOOLS[tool_name]
+    workdir = CACHE_DIR / "build"
+    workdir.mkdir(parents=True, exist_ok=True)
+    info = json.loads(_go(["mod", "download", "-json", f"{tool.module}@{tool.version}"], workdir))
+    return Path(info["Dir"])
 
 
 def ensure_all() -> dict[str, Path]:

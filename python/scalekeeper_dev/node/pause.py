@@ -7,7 +7,6 @@ the tools, so it is built once per Kubernetes version.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,14 +20,7 @@ def archive() -> Path:
     path = toolchain.CACHE_DIR / "images" / f"pause-{toolchain.KUBERNETES_VERSION}.tar"
     if path.exists():
         return path
-    info = subprocess.run(
-        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{toolchain.KUBERNETES_VERSION}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tempfile.gettempdir(),
-    )
-    source = Path(json.loads(info.stdout)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
+    source = toolchain.module_dir("kubernetes") / "build" / "pause" / "linux" / "pause.c"
     with tempfile.TemporaryDirectory(prefix="scalekeeper-pause-") as scratch:
         binary = Path(scratch) / "pause"
         subprocess.run(

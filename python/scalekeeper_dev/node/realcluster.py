@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scalekeeper_dev.controlplane import ControlPlane
+from scalekeeper_dev.controlplane import Components, ControlPlane
 from scalekeeper_dev.node.realnode import RealNode
 
 
@@ -20,7 +20,7 @@ class RealNodeCluster:
     def __init__(self, workdir: Path, *, ready_timeout: float = 120.0) -> None:
         self.workdir = workdir.resolve()
         self.ready_timeout = ready_timeout
-        self.node = RealNode(self.workdir / "node")
+        self.node = RealNode(self.workdir / "node", log_dir=self.workdir)
         self.plane: ControlPlane | None = None
 
     def __enter__(self) -> RealNodeCluster:
@@ -35,8 +35,8 @@ class RealNodeCluster:
             self.node.prepare()
             self.plane = ControlPlane(
                 self.workdir,
-                address=self.node.network.host_address,
-                fake_nodes=0,
+                components=Components.CONTROLLERS,
+                apiserver_address=self.node.network.host_address,
                 ready_timeout=self.ready_timeout,
                 extra_apiserver_args=self.node.apiserver_args(),
             )
@@ -50,6 +50,18 @@ class RealNodeCluster:
         self.node.stop()
         if self.plane is not None:
             self.plane.stop()
+
+    @property
+    def server(self) -> str:
+        return self.plane.server if self.plane is not None else ""
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    @property
+    def binaries(self) -> dict[str, Path]:
+        return {**(self.plane.binaries if self.plane else {}), **self.node.binaries}
 
     @property
     def pids(self) -> dict[str, int]:

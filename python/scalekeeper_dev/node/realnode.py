@@ -13,7 +13,7 @@ Lifecycle, in the order a cluster needs it:
    (:mod:`.teardown`), then the network; :meth:`leftovers` must then be empty.
 
 Each component runs in its own process group with PR_SET_PDEATHSIG, logs to
-``<root>/<component>.log`` and enters the node's network namespace through
+``<log_dir>/<component>.log`` and enters the node's network namespace through
 ``nsenter --net``.
 """
 
@@ -33,7 +33,8 @@ from scalekeeper_dev.node.network import NodeNetwork
 
 NODE_NAME = "scalekeeper-node"
 COREDNS_USER = "scalekeeper:coredns"
-TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr", "kubelet", "kube-proxy", "coredns")
+COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
+TOOLS = (*COMPONENTS, "containerd-shim-runc-v2", "ctr")
 _READY_TIMEOUT = 120.0
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -47,8 +48,11 @@ class NodeError(RuntimeError):
 
 
 class RealNode:
-    def __init__(self, root: Path, network: NodeNetwork | None = None, name: str = NODE_NAME) -> None:
+    def __init__(
+        self, root: Path, network: NodeNetwork | None = None, name: str = NODE_NAME, log_dir: Path | None = None
+    ) -> None:
         self.files = configs.NodeFiles(root.resolve())
+        self.log_dir = (log_dir or root).resolve()  # beside the control plane's logs when given
         self.network = network or NodeNetwork()
         self.name = name
         self._children: list[supervised.SupervisedChild] = []
@@ -63,14 +67,11 @@ class RealNode:
     # -- before the control plane -------------------------------------------
 
     def prepare(self) -> None:
-        reason = host.unsupported_reason()
-        if reason is not None:
-            raise NodeError(reason)
-        host.ensure_packages()
-        self._binaries = {binary: toolchain.ensure(binary) for binary in TOOLS}
-        pause.archive()
+        self._binaries = ensure_prerequisites()
         supervised.register(self)
-        self._clear_leftovers()
+        # What a killed predecessor left (its pods' namespaces cannot be told from others': kept).
+        teardown.clear(self.files.root, self.files.containerd_socket, [])
+        self.network.down()
         shutil.rmtree(self.files.root, ignore_errors=True)
         self.pki_dir.mkdir(parents=True)
         self._namespaces_before = _pod_namespaces()
@@ -156,6 +157,11 @@ class RealNode:
         import_image(self.files, archive)
 
     @property
+    def binaries(self) -> dict[str, Path]:
+        """The components' binaries (not the shim and ctr)."""
+        return {name: path for name, path in self._binaries.items() if name in COMPONENTS}
+
+    @property
     def pids(self) -> dict[str, int]:
         return {c.name: c.pid for c in self._children if c.alive and c.pid is not None}
 
@@ -206,7 +212,7 @@ class RealNode:
         # containerd finds its shim on PATH; everything else is called by absolute path.
         path = f"{self._binaries['containerd-shim-runc-v2'].parent}:{_SYSTEM_PATH}"
         child = supervised.SupervisedChild(
-            name, self.network.enter(["env", f"PATH={path}", *argv]), self.files.path(f"{name}.log")
+            name, self.network.enter(["env", f"PATH={path}", *argv]), self.log_dir / f"{name}.log"
         )
         self._children.append(child)
         child.start()
@@ -221,6 +227,17 @@ class RealNode:
         except NodeError:
             return False
         return True
+
+
+def ensure_prerequisites() -> dict[str, Path]:
+    """Fail with the reason on an unsupported host; else install packages, build tools and the pause image."""
+    reason = host.unsupported_reason()
+    if reason is not None:
+        raise NodeError(reason)
+    host.ensure_packages()
+    binaries = {binary: toolchain.ensure(binary) for binary in TOOLS}
+    pause.archive()
+    return binaries
 
 
 def import_image(files: configs.NodeFiles, archive: Path) -> None:
