@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.polling import eventually
 
+from polling import eventually
 from scalekeeper_dev.node import configs, host
 from scalekeeper_dev.node.realcluster import RealNodeCluster
 
