@@ -59,6 +59,14 @@ class Tally:
             self.calls[kind] += 1
             self.longest_gap = max(self.longest_gap, gap)
 
+    def watch_ended(self, transport: str, end: str, synced: bool) -> None:
+        """A watch ended (not by us): fine if with a retryable status; ``synced``: its snapshot named the target."""
+        with self.lock:
+            self.watch_ends[f"{transport} {end}"] += 1
+            self.watch_resyncs += synced
+        if end not in RETRYABLE_WATCH_ENDS:
+            self.fail(f"{transport} watch", f"ended with {end}")
+
     def fail(self, kind: str, what: str) -> None:
         with self.lock:
             self.calls[kind] += 1
@@ -145,11 +153,7 @@ def grpc_watch(stop: threading.Event, tally: Tally, client: Client, namespace: s
             end = error.code().name
         if stop.is_set():
             return
-        with tally.lock:
-            tally.watch_ends[f"grpc {end}"] += 1
-            tally.watch_resyncs += synced
-        if end not in RETRYABLE_WATCH_ENDS:
-            tally.fail("grpc watch", f"ended with {end}")
+        tally.watch_ended("grpc", end, synced)
 
 
 def http_watch(stop: threading.Event, tally: Tally, client: Client, namespace: str, target: str) -> None:
@@ -177,11 +181,7 @@ def http_watch(stop: threading.Event, tally: Tally, client: Client, namespace: s
             conn.close()
         if stop.is_set():
             return
-        with tally.lock:
-            tally.watch_ends[f"http {end}"] += 1
-            tally.watch_resyncs += synced
-        if end not in RETRYABLE_WATCH_ENDS:
-            tally.fail("http watch", f"ended with {end}")
+        tally.watch_ended("http", end, synced)
 
 
 def _shutdown(conn: http.client.HTTPConnection) -> None:

@@ -9,7 +9,10 @@ root only (:func:`host.unsupported_reason` says why elsewhere).
 - :mod:`.host`: can this host run a node; the distribution packages it needs.
 - :mod:`.network`: the node's network namespace, its veth link to the host, routes.
 - :mod:`.configs`: containerd, kubelet, kube-proxy, CNI and CoreDNS configuration.
-- :mod:`.ociimage`: OCI image-layout archives (the pause image) without a daemon.
-- :mod:`.realnode`: start, wait for Ready, stop.
+- :mod:`.rbac`: what the kubelet and CoreDNS may do.
+- :mod:`.pause`: the pod sandbox image, built from Kubernetes' pause.c.
+- :mod:`.realnode`: start, wait for Ready, load images, stop.
 - :mod:`.teardown`: what the node's processes leave behind, and its removal.
+- :mod:`.realcluster`: the control plane (no simulated nodes) with the real node.
+- :mod:`.cli`: ``node-support`` and ``node-load-image``.
 """

@@ -23,12 +23,10 @@ import http.client
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from scalekeeper_dev import kubeconfig, pki, supervised, toolchain
-from scalekeeper_dev.node import configs, host, pause, teardown
+from scalekeeper_dev.node import configs, host, pause, rbac, teardown
 from scalekeeper_dev.node.network import NodeNetwork
 
 NODE_NAME = "scalekeeper-node"
@@ -38,9 +36,7 @@ TOOLS = (*COMPONENTS, "containerd-shim-runc-v2", "ctr")
 _READY_TIMEOUT = 120.0
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-JSON = dict[str, Any]
-# (method, path, body) -> (status, body): the control plane's admin client.
-AdminRequest = Callable[[str, str, JSON | None], tuple[int, JSON]]
+AdminRequest = rbac.AdminRequest
 
 
 class NodeError(RuntimeError):
@@ -114,8 +110,7 @@ class RealNode:
                 client_cert_pem=cert.cert_pem,
                 client_key_pem=cert.key_pem,
             )
-        for obj_path, obj in _rbac(self.name):
-            _create(admin, obj_path, obj)
+        rbac.grant(admin, self.name, COREDNS_USER)
         self._write_configs()
         containerd = self._child(
             "containerd", [str(self._binaries["containerd"]), "--config", str(self._config("containerd.toml"))]
@@ -277,41 +272,3 @@ def _node_ready(admin: AdminRequest, name: str) -> bool:
     status, node = admin("GET", f"/api/v1/nodes/{name}", None)
     conditions = node.get("status", {}).get("conditions", []) if status == 200 else []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def _create(admin: AdminRequest, path: str, obj: JSON) -> None:
-    status, body = admin("POST", path, obj)
-    if status not in (201, 409):
-        raise NodeError(f"creating {obj['kind']} {obj['metadata']['name']}: {status} {body}")
-
-
-def _rbac(node_name: str) -> list[tuple[str, JSON]]:
-    """The kubelet's rights (bootstrap role system:node; RBAC stands in for the Node authorizer) and CoreDNS's."""
-    rbac = "/apis/rbac.authorization.k8s.io/v1"
-
-    def binding(name: str, role: str, user: str) -> JSON:
-        return {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        }
-
-    coredns_role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": "scalekeeper:coredns"},
-        "rules": [
-            {"apiGroups": [""], "resources": ["services", "namespaces", "pods"], "verbs": ["list", "watch"]},
-            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
-        ],
-    }
-    return [
-        (
-            f"{rbac}/clusterrolebindings",
-            binding(f"scalekeeper:node:{node_name}", "system:node", f"system:node:{node_name}"),
-        ),
-        (f"{rbac}/clusterroles", coredns_role),
-        (f"{rbac}/clusterrolebindings", binding("scalekeeper:coredns", "scalekeeper:coredns", COREDNS_USER)),
-    ]
