@@ -88,7 +88,7 @@ test-integration: venv tools ## integration tests against a real etcd + kube-api
 
 # In this order: the cheap checks fail first (test-integration builds the tools).
 .PHONY: test
-test: venv ## lint, unit tests, integration tests, then the fault and fuzz tests
+test: venv ## lint, unit, integration, fault and fuzz tests, then deploy + upgrade on a real node (where possible)
 	$(MAKE) lint
 	$(MAKE) test-unit
 	$(MAKE) test-integration

@@ -50,7 +50,8 @@ class Tally:
         self.calls: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
         self.watch_ends: Counter[str] = Counter()
-        self.watch_resyncs = 0
+        self.watch_opens: Counter[str] = Counter()
+        self.watch_syncs: Counter[str] = Counter()  # opened watches whose snapshot named the target
         self.longest_gap = 0.0
         self.last_written: int | None = None
 
@@ -59,11 +60,18 @@ class Tally:
             self.calls[kind] += 1
             self.longest_gap = max(self.longest_gap, gap)
 
-    def watch_ended(self, transport: str, end: str, synced: bool) -> None:
-        """A watch ended (not by us): fine if with a retryable status; ``synced``: its snapshot named the target."""
+    def watch_event(self, transport: str, synced: bool, name: str, target: str) -> bool:
+        """Count the stream as (re-)synced on the first event naming the target; returns ``synced`` now."""
+        if not synced and name == target:
+            with self.lock:
+                self.watch_syncs[transport] += 1
+            return True
+        return synced
+
+    def watch_ended(self, transport: str, end: str) -> None:
+        """A watch ended (not by us): fine if with a retryable status (the client re-opens it)."""
         with self.lock:
             self.watch_ends[f"{transport} {end}"] += 1
-            self.watch_resyncs += synced
         if end not in RETRYABLE_WATCH_ENDS:
             self.fail(f"{transport} watch", f"ended with {end}")
 
@@ -145,15 +153,17 @@ def grpc_watch(stop: threading.Event, tally: Tally, client: Client, namespace: s
         stopper = threading.Thread(target=lambda s=stream: (stop.wait(), s.cancel()), daemon=True)
         stopper.start()
         synced = False
+        with tally.lock:
+            tally.watch_opens["grpc"] += 1
         try:
             for event in stream:
-                synced = synced or event.replicas.name == target
+                synced = tally.watch_event("grpc", synced, event.replicas.name, target)
             end = "OK"
         except grpc.RpcError as error:
             end = error.code().name
         if stop.is_set():
             return
-        tally.watch_ended("grpc", end, synced)
+        tally.watch_ended("grpc", end)
 
 
 def http_watch(stop: threading.Event, tally: Tally, client: Client, namespace: str, target: str) -> None:
@@ -161,6 +171,8 @@ def http_watch(stop: threading.Event, tally: Tally, client: Client, namespace: s
         # No read timeout (a watch is quiet while nothing changes); `stop` shuts the socket down instead.
         conn = client.http_connection(timeout=None)
         synced, end = False, "OK"
+        with tally.lock:
+            tally.watch_opens["http"] += 1
         try:
             conn.request("GET", f"/v1/watch/deployments?namespace={namespace}")
             stopper = threading.Thread(target=lambda c=conn: (stop.wait(), _shutdown(c)), daemon=True)
@@ -174,14 +186,14 @@ def http_watch(stop: threading.Event, tally: Tally, client: Client, namespace: s
                 event = json.loads(line)
                 if "error" in event:
                     end = event["error"].get("code", "UNKNOWN")
-                synced = synced or event.get("replicas", {}).get("name") == target
+                synced = tally.watch_event("http", synced, event.get("replicas", {}).get("name"), target)
         except (OSError, http.client.HTTPException) as error:
             end = "UNAVAILABLE" if isinstance(error, (ConnectionError, http.client.IncompleteRead)) else repr(error)
         finally:
             conn.close()
         if stop.is_set():
             return
-        tally.watch_ended("http", end, synced)
+        tally.watch_ended("http", end)
 
 
 def _shutdown(conn: http.client.HTTPConnection) -> None:
@@ -262,11 +274,16 @@ def run(args: argparse.Namespace) -> int:
         "failures": tally.failures,
         "longest_gap_seconds": round(tally.longest_gap, 3),
         "watch_ends": tally.watch_ends,
-        "watch_resyncs": tally.watch_resyncs,
+        "watch_opens": tally.watch_opens,
+        "watch_syncs": tally.watch_syncs,
         "last_written": tally.last_written,
     }
     print("SUMMARY " + json.dumps(summary), flush=True)
-    return 0 if summary["failed"] == 0 and summary["calls"] > 0 else 1
+    # Every watch, first or re-opened, got a snapshot naming the target (re-sync).
+    resynced = tally.watch_syncs == tally.watch_opens
+    if not resynced:
+        print(f"FAILED watch re-sync: opened {dict(tally.watch_opens)}, synced {dict(tally.watch_syncs)}", flush=True)
+    return 0 if summary["failed"] == 0 and summary["calls"] > 0 and resynced else 1
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ import pytest
 from polling import eventually
 from scalekeeper_dev.node import configs, host
 from scalekeeper_dev.node.realcluster import RealNodeCluster
+from scalekeeper_dev.node.realnode import NodeError, RealNode
 
 _REASON = host.unsupported_reason()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
@@ -65,6 +66,13 @@ def test_a_pod_runs_and_teardown_leaves_nothing(tmp_path: Path) -> None:
 
         eventually(running, "the pause pod Running on the real node", timeout=60)
         node = cluster.node
+        # One node per host (two kubelets would share the kubepods cgroups): a second one is refused
+        # and, refused, touches nothing of the first.
+        second = RealNode(tmp_path / "second")
+        with pytest.raises(NodeError, match="another real node runs on this host"):
+            second.prepare()
+        second.stop()
+        assert node.network.exists()
         # While it runs, the pod shows in what teardown has to clear.
         leftovers = node.leftovers()
         assert any(item.startswith("shim pid") for item in leftovers), leftovers

@@ -19,11 +19,13 @@ Each component runs in its own process group with PR_SET_PDEATHSIG, logs to
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 from scalekeeper_dev import kubeconfig, pki, supervised, toolchain
 from scalekeeper_dev.node import configs, host, pause, rbac, teardown
@@ -34,6 +36,7 @@ COREDNS_USER = "scalekeeper:coredns"
 COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
 TOOLS = (*COMPONENTS, "containerd-shim-runc-v2", "ctr")
 _READY_TIMEOUT = 120.0
+HOST_LOCK = Path("/run/scalekeeper-real-node.lock")
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 AdminRequest = rbac.AdminRequest
@@ -55,6 +58,7 @@ class RealNode:
         self._namespaces_before: set[str] = set()
         self._binaries: dict[str, Path] = {}
         self.ready_after: dict[str, float] = {}
+        self._host_lock: IO[str] | None = None
 
     @property
     def pki_dir(self) -> Path:
@@ -64,6 +68,7 @@ class RealNode:
 
     def prepare(self) -> None:
         self._binaries = ensure_prerequisites()
+        self._take_host_lock()
         supervised.register(self)
         # What a killed predecessor left (its pods' namespaces cannot be told from others': kept).
         teardown.clear(self.files.root, self.files.containerd_socket, [])
@@ -164,6 +169,8 @@ class RealNode:
 
     def stop(self) -> None:
         """Stop the components, clear what they left, remove the network; idempotent."""
+        if self._host_lock is None:
+            return  # never prepared: nothing here is ours (another node may be running)
         for child in reversed(self._children):
             child.stop()
         self._children.clear()
@@ -171,6 +178,18 @@ class RealNode:
         self.network.down()
         shutil.rmtree(self.files.root, ignore_errors=True)
         supervised.unregister(self)
+        self._host_lock.close()  # releases the lock
+        self._host_lock = None
+
+    def _take_host_lock(self) -> None:
+        """One real node per host: two kubelets would share the kubepods cgroups (and teardown clears them)."""
+        lock = HOST_LOCK.open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise NodeError(f"another real node runs on this host ({HOST_LOCK} is locked): make cluster-down") from None
+        self._host_lock = lock
 
     def leftovers(self) -> list[str]:
         """Whatever this node left on the host (empty after stop())."""
