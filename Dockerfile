@@ -55,6 +55,10 @@ EXPOSE 8443 8444 8080
 # live_update syncs python/ into /app/python, and nix/dev-reloader.py
 # restarts the server when those files change.
 FROM base AS dev
+USER root
+# Writable by the server's user: live_update also creates new files and directories there.
+RUN mkdir /app/python && chown 65532:65532 /app/python
+USER 65532:65532
 COPY --chown=65532:65532 python/scalekeeper /app/python/scalekeeper
 COPY nix/dev-reloader.py /app/dev-reloader.py
 ENV PYTHONPATH=/app/python

@@ -164,25 +164,35 @@ kind-down: ## delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
 # Secrets from the dev PKI (make certs): server TLS, and a reader client
-# certificate for `helm test` and test-upgrade. The dev server certificate
-# names "scalekeeper", hence tests.tlsServerName.
+# certificate for `helm test` and test-upgrade. Their names are handed to the
+# chart (tls.secretName, tests.clientSecret) rather than guessed from its
+# naming rules. The dev server certificate names "scalekeeper", hence
+# tests.tlsServerName.
+TLS_SECRET ?= $(RELEASE)-tls
+READER_SECRET ?= $(RELEASE)-reader-tls
+# test-upgrade's writer (SetReplicas during the rollout).
+WRITER_SECRET ?= $(RELEASE)-writer-tls
+# $(call dev_secret,NAME,CERT): Secret NAME from .dev/certs/CERT.{crt,key} and the CA, applied idempotently.
+dev_secret = $$kubectl $$ctx create secret generic $(1) --dry-run=client -o yaml \
+	  --from-file=tls.crt=.dev/certs/$(2).crt --from-file=tls.key=.dev/certs/$(2).key \
+	  --from-file=ca.crt=.dev/certs/ca.crt | $$kubectl $$ctx apply -f -
+
 .PHONY: deploy
 deploy: image certs ## load the image (kind, or CLUSTER=local); helm upgrade --install --wait --atomic; helm test
 	$(LOAD_IMAGE)
 	kubectl=$(KUBECTL); ctx="--context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE)"; \
 	$$kubectl --context $(KUBE_CONTEXT) create namespace $(DEPLOY_NAMESPACE) --dry-run=client -o yaml \
 	  | $$kubectl --context $(KUBE_CONTEXT) apply -f -; \
-	for pair in $(RELEASE)-tls:server $(RELEASE)-reader-tls:reader $(RELEASE)-writer-tls:writer; do \
-	  $$kubectl $$ctx create secret generic $${pair%%:*} --dry-run=client -o yaml \
-	    --from-file=tls.crt=.dev/certs/$${pair##*:}.crt --from-file=tls.key=.dev/certs/$${pair##*:}.key \
-	    --from-file=ca.crt=.dev/certs/ca.crt | $$kubectl $$ctx apply -f -; \
-	done
+	$(call dev_secret,$(TLS_SECRET),server); \
+	$(call dev_secret,$(READER_SECRET),reader); \
+	$(call dev_secret,$(WRITER_SECRET),writer)
 	ref=$$(cat $(IMAGE_REF_FILE)); \
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) \
 	  --wait --atomic --timeout 10m \
 	  --set image.repository=$${ref%:*} --set image.tag=$${ref##*:} --set image.pullPolicy=Never \
 	  --set 'auth.readers={scalekeeper-reader}' --set 'auth.writers={scalekeeper-writer}' \
-	  --set tests.clientSecret=$(RELEASE)-reader-tls --set tests.tlsServerName=scalekeeper \
+	  --set tls.secretName=$(TLS_SECRET) \
+	  --set tests.clientSecret=$(READER_SECRET) --set tests.tlsServerName=scalekeeper \
 	  $(DEPLOY_HELM_ARGS)
 	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --logs
 
@@ -190,7 +200,7 @@ deploy: image certs ## load the image (kind, or CLUSTER=local); helm upgrade --i
 test-upgrade: deploy ## traffic through the Service during a rolling helm upgrade and a leader kill; fails on any failed call
 	$(PYTHON) tests/delivery/rpc_loop.py --kubectl $(KUBECTL) --helm $(HELM) \
 	  --context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --release $(RELEASE) --chart $(CHART) \
-	  --image $$(cat $(IMAGE_REF_FILE)) --reader-secret $(RELEASE)-reader-tls --writer-secret $(RELEASE)-writer-tls \
+	  --image $$(cat $(IMAGE_REF_FILE)) --reader-secret $(READER_SECRET) --writer-secret $(WRITER_SECRET) \
 	  --server-name scalekeeper
 
 # What `make test` runs last: deploy (helm test) and test-upgrade on a local

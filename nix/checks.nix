@@ -18,6 +18,15 @@ let
       # test_proto_generated and test_design_doc compare against these.
       (root + "/proto")
       (root + "/docs")
+      # The delivery files the unit tests read (Tiltfile, Dockerfile, reloader, ...).
+      (root + "/Tiltfile")
+      (root + "/Dockerfile")
+      (root + "/.dockerignore")
+      (root + "/docker")
+      (root + "/nix")
+      (root + "/uv.lock")
+      (root + "/README.md")
+      (root + "/Makefile")
     ];
   };
 in
@@ -34,9 +43,13 @@ in
     export HOME=$TMPDIR PYTHONPATH=$PWD/python
     # Chart rendering needs the pinned helm, which the test harness builds
     # with Go (no network here): the `chart` check below covers the chart.
-    # test_nix_files needs nix-instantiate; evaluating this flake already parsed them.
+    # test_nix_files and the image.nix evaluation need nix-instantiate
+    # (evaluating this flake already parsed them); `make image`/`make deploy`
+    # need the repo's .venv.
     python -m pytest -p no:cacheprovider tests/unit \
-      --ignore=tests/unit/test_chart_render.py --ignore=tests/unit/test_nix_files.py
+      --ignore=tests/unit/test_chart_render.py --ignore=tests/unit/test_chart_options.py \
+      --ignore=tests/unit/test_nix_files.py --ignore=tests/unit/test_make_deploy.py \
+      -k "not nix_images and not make_image and not tilt_values_render"
     touch $out
   '';
 

@@ -65,7 +65,8 @@ class Supervisor:
 
     def _forward(self, signum: int) -> None:
         child = self.child
-        if child is not None and child.poll() is None:
+        # Once per child: a second SIGTERM could cut the server's drain short.
+        if child is not None and child is not self._signalled and child.poll() is None:
             self._signalled = child
             child.send_signal(signum)
 
@@ -77,7 +78,7 @@ class Supervisor:
         with signals_blocked():
             self.child = child
             # A signal that landed while the child was starting reached the previous child or none.
-            if self.stop_signal is not None and self._signalled is not child:
+            if self.stop_signal is not None:
                 self._forward(self.stop_signal)
         return True
 
@@ -88,6 +89,7 @@ class Supervisor:
             if self.stop_signal is not None:
                 return False
             if child is not None and child.poll() is None:
+                self._signalled = child
                 child.terminate()
         if child is not None:
             # A stop signal during this wait is forwarded to the old child; start() then declines.

@@ -66,6 +66,16 @@ def render(
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
+def refusal(set_values: Iterable[str]) -> str:
+    """`helm template` with these values must fail: its error output."""
+    args = ["template", "sk", str(CHART), "--kube-version", KUBE_VERSION]
+    for item in set_values:
+        args += ["--set", item]
+    result = helm(*args, check=False)
+    assert result.returncode != 0, "helm template accepted " + " ".join(set_values)
+    return result.stderr
+
+
 def by_kind(objects: Sequence[Mapping], kind: str) -> list[Mapping]:
     return [obj for obj in objects if obj["kind"] == kind]
 

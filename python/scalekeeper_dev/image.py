@@ -76,16 +76,29 @@ class Backend:
     commands: Callable[[ImageRequest], list[list[str]]]
 
 
-# (argv) -> (exit code, stdout + stderr); swapped in tests.
-Probe = Callable[[Sequence[str]], tuple[int, str]]
+@dataclass(frozen=True)
+class ProbeResult:
+    code: int
+    stdout: str
+    stderr: str = ""
+
+    @property
+    def why(self) -> str:
+        """The first line of what the command said, for a one-line reason."""
+        lines = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        return lines[0] if lines else f"exit {self.code}, no output"
 
 
-def run_probe(argv: Sequence[str]) -> tuple[int, str]:
+# Runs a command and reports what it said; swapped in tests.
+Probe = Callable[[Sequence[str]], ProbeResult]
+
+
+def run_probe(argv: Sequence[str]) -> ProbeResult:
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
-        return 127, str(error)
-    return done.returncode, done.stdout + done.stderr
+        return ProbeResult(127, "", str(error))
+    return ProbeResult(done.returncode, done.stdout, done.stderr)
 
 
 def parse_nix_version(output: str) -> tuple[int, ...] | None:
@@ -100,23 +113,23 @@ def parse_nix_version(output: str) -> tuple[int, ...] | None:
 def nix_availability(nix: str, probe: Probe = run_probe) -> Availability:
     if shutil.which(nix) is None:
         return Availability(False, f"{nix} not found on PATH")
-    code, output = probe([nix, "--version"])
-    version = parse_nix_version(output) if code == 0 else None
+    answer = probe([nix, "--version"])
+    version = parse_nix_version(answer.stdout) if answer.code == 0 else None
     if version is None:
-        return Availability(False, f"`{nix} --version` failed: {_first_line(output)}")
+        return Availability(False, f"`{nix} --version` failed: {answer.why}")
     shown = ".".join(map(str, version))
     if version[:2] < MIN_NIX_VERSION:
         needed = ".".join(map(str, MIN_NIX_VERSION))
         return Availability(False, f"nix {shown} is older than {needed}, which this flake's nixpkgs needs")
     # `show-config` became `config show` in Nix 2.20 (the old name warns there).
     show = ["config", "show"] if version[:2] >= (2, 20) else ["show-config"]
-    code, output = probe([nix, *NIX_FLAGS, *show, "--json"])
+    answer = probe([nix, *NIX_FLAGS, *show, "--json"])
     try:
-        features = json.loads(output)["experimental-features"]["value"] if code == 0 else None
+        features = json.loads(answer.stdout)["experimental-features"]["value"] if answer.code == 0 else None
     except (ValueError, KeyError, TypeError):
         features = None
     if features is None:
-        return Availability(False, f"nix {shown}: cannot read its configuration: {_first_line(output)}")
+        return Availability(False, f"nix {shown}: cannot read its configuration: {answer.why}")
     missing = [feature for feature in NIX_FEATURES if feature not in features]
     if missing:
         return Availability(False, f"nix {shown} has no {' or '.join(missing)} support")
@@ -133,13 +146,13 @@ def nix_commands(nix: str) -> Callable[[ImageRequest], list[list[str]]]:
 def docker_availability(docker: str = "docker", probe: Probe = run_probe) -> Availability:
     if shutil.which(docker) is None:
         return Availability(False, f"{docker} not found on PATH")
-    code, output = probe([docker, "buildx", "version"])
-    if code != 0:
-        return Availability(False, f"docker buildx is not available: {_first_line(output)}")
-    code, output = probe([docker, "version", "--format", "{{.Server.Version}}"])
-    if code != 0:
-        return Availability(False, f"the docker daemon is not reachable: {_first_line(output)}")
-    return Availability(True, f"docker {output.strip()} with buildx")
+    answer = probe([docker, "buildx", "version"])
+    if answer.code != 0:
+        return Availability(False, f"docker buildx is not available: {answer.why}")
+    answer = probe([docker, "version", "--format", "{{.Server.Version}}"])
+    if answer.code != 0:
+        return Availability(False, f"the docker daemon is not reachable: {answer.why}")
+    return Availability(True, f"docker {answer.stdout.strip()} with buildx")
 
 
 def docker_commands(docker: str = "docker") -> Callable[[ImageRequest], list[list[str]]]:
@@ -154,7 +167,9 @@ def docker_commands(docker: str = "docker") -> Callable[[ImageRequest], list[lis
                 request.flavor.dockerfile_target,
                 "--build-arg",
                 f"SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}",
-                # Written straight to a tarball, file times clamped: same inputs, same layers.
+                # Written straight to a tarball, file times clamped: same inputs, same layers. Needs a
+                # builder that exports tarballs: Docker's containerd image store, or the docker-container
+                # driver (`docker buildx create --use`); docker says so when it is missing.
                 "--output",
                 f"type=docker,dest={request.archive},rewrite-timestamp=true",
                 "--tag",
@@ -230,11 +245,6 @@ def build(backend: Backend, request: ImageRequest, cwd: Path = REPO) -> str:
     if request.ref and imagearchive.ref_of(request.archive) != request.ref:
         imagearchive.retag(request.archive, request.ref)
     return imagearchive.ref_of(request.archive)
-
-
-def _first_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0] if lines else "(no output)"
 
 
 # The runtime virtualenv from uv.lock, built the way the Dockerfile builds it:

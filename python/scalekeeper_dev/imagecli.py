@@ -37,7 +37,8 @@ def cmd_image(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 1
     print(why, flush=True)
-    request = image.ImageRequest(image.FLAVORS[args.flavor], args.archive, args.ref)
+    # Absolute: the builders run in the repository, whatever the caller's directory.
+    request = image.ImageRequest(image.FLAVORS[args.flavor], args.archive.absolute(), args.ref)
     try:
         ref = image.build(backend, request)
     except subprocess.CalledProcessError as error:

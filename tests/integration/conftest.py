@@ -22,6 +22,11 @@ Fixtures:
     every server it started is stopped at the end of the test.
 ``deployments``
     factory ``deployments(namespace, names, replicas=1)`` creating Deployments as admin.
+``make_release``
+    factory ``make_release(*settings) -> Release``: the chart installed in the
+    test's namespace (chart_releases.py), uninstalled afterwards.
+``extra_namespaces``
+    factory ``extra_namespaces(count) -> names``, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
+from chart_releases import Release, adopt_crd  # noqa: E402
+from kubernetes import client  # noqa: E402
 from server_harness import (  # noqa: E402
     ServerPki,
     ServerProcess,
@@ -43,6 +50,8 @@ from server_harness import (  # noqa: E402
     deployment_manifest,
     server_factory,
 )
+
+from scalekeeper_dev.testcluster import dns_label as _dns_label  # noqa: E402
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -82,8 +91,6 @@ def scalekeeper_server(
 
 @pytest.fixture
 def deployments(admin_api: ApiClient) -> Callable[..., list[str]]:
-    from kubernetes import client
-
     apps = client.AppsV1Api(admin_api)
 
     def create(namespace: str, names: Sequence[str], replicas: int = 1) -> list[str]:
@@ -92,3 +99,36 @@ def deployments(admin_api: ApiClient) -> Callable[..., list[str]]:
         return list(names)
 
     return create
+
+
+@pytest.fixture
+def make_release(test_cluster, admin_api, namespace) -> Iterator[Callable[..., Release]]:
+    releases: list[Release] = []
+
+    def make(*settings: str) -> Release:
+        release = Release(test_cluster.admin_kubeconfig, _dns_label("sk", max_length=20), namespace)
+        adopt_crd(admin_api, release)
+        releases.append(release)
+        release.notes = release.install(*settings)
+        return release
+
+    yield make
+    for release in releases:
+        release.uninstall()
+
+
+@pytest.fixture
+def extra_namespaces(admin_api) -> Iterator[Callable[[int], list[str]]]:
+    core = client.CoreV1Api(admin_api)
+    created: list[str] = []
+
+    def make(count: int) -> list[str]:
+        names = [_dns_label(f"watched-{index}", max_length=30) for index in range(count)]
+        for name in names:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+            created.append(name)
+        return names
+
+    yield make
+    for name in created:
+        core.delete_namespace(name)

@@ -15,108 +15,18 @@ not merely look right, it suffices.
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
+from chart_releases import CRD_NAME, Release
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from server_harness import eventually
 
 # tests/ is on sys.path: pytest inserts the directory of the rootmost conftest.py.
-from chart_support import CHART, LEASE_VERBS, WATCH_PERMISSIONS, helm
+from chart_support import LEASE_VERBS, WATCH_PERMISSIONS
 from scalekeeper.v1 import replicas_pb2 as pb
-from scalekeeper_dev.testcluster import dns_label
 
-CRD_NAME = "deploymentscales.scalekeeper.dev"
 ALL_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
-
-
-class Release:
-    """One chart release, installed with the admin kubeconfig, uninstalled at teardown."""
-
-    def __init__(self, kubeconfig: Path, name: str, namespace: str) -> None:
-        self.kubeconfig, self.name, self.namespace = kubeconfig, name, namespace
-        self.fullname = f"{name}-scalekeeper"
-        self.service_account = self.fullname
-        self.lease = f"{self.fullname}-controller"
-        self.notes = ""
-
-    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return helm(*args, "--kubeconfig", str(self.kubeconfig), "--namespace", self.namespace, check=check)
-
-    def install(self, *settings: str, verb: str = "install") -> str:
-        """Install or upgrade; returns helm's output (with the rendered NOTES.txt)."""
-        args = [verb, self.name, str(CHART)]
-        for item in settings:
-            args += ["--set", item]
-        result = self.helm(*args, check=False)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def uninstall(self) -> None:
-        self.helm("uninstall", self.name, "--wait=false", check=False)
-
-
-def _adopt_crd(api: client.ApiClient, release: Release) -> None:
-    """Hand an existing CRD (other tests apply the same file) to this release.
-
-    Helm refuses to install over an object it does not own; these are the
-    ownership marks it checks. The CRD's content is the same file either way.
-    """
-    extensions = client.ApiextensionsV1Api(api)
-    try:
-        extensions.read_custom_resource_definition(CRD_NAME)
-    except ApiException as error:
-        if error.status == 404:
-            return
-        raise
-    extensions.patch_custom_resource_definition(
-        CRD_NAME,
-        {
-            "metadata": {
-                "labels": {"app.kubernetes.io/managed-by": "Helm"},
-                "annotations": {
-                    "meta.helm.sh/release-name": release.name,
-                    "meta.helm.sh/release-namespace": release.namespace,
-                },
-            }
-        },
-    )
-
-
-@pytest.fixture
-def make_release(test_cluster, admin_api, namespace) -> Iterator[Callable[..., Release]]:
-    releases: list[Release] = []
-
-    def make(*settings: str) -> Release:
-        release = Release(test_cluster.admin_kubeconfig, dns_label("sk", max_length=20), namespace)
-        _adopt_crd(admin_api, release)
-        releases.append(release)
-        release.notes = release.install(*settings)
-        return release
-
-    yield make
-    for release in releases:
-        release.uninstall()
-
-
-@pytest.fixture
-def extra_namespaces(admin_api) -> Iterator[Callable[[int], list[str]]]:
-    core = client.CoreV1Api(admin_api)
-    created: list[str] = []
-
-    def make(count: int) -> list[str]:
-        names = [dns_label(f"watched-{index}", max_length=30) for index in range(count)]
-        for name in names:
-            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-            created.append(name)
-        return names
-
-    yield make
-    for name in created:
-        core.delete_namespace(name)
 
 
 def can(api: client.ApiClient, release: Release, verb: str, group: str, resource: str, **attributes: str) -> bool:
@@ -197,8 +107,8 @@ def test_chart_installs_upgrades_and_keeps_the_crd(admin_api, make_release) -> N
     assert core.read_namespaced_service(release.fullname, release.namespace).spec.ports[0].port == 8443
     core.read_namespaced_service(f"{release.fullname}-metrics", release.namespace)
     core.read_namespaced_service_account(release.service_account, release.namespace)
-    rbac.read_cluster_role(release.fullname)
-    rbac.read_cluster_role_binding(release.fullname)
+    rbac.read_cluster_role(release.cluster_role)
+    rbac.read_cluster_role_binding(release.cluster_role)
     rbac.read_namespaced_role(f"{release.fullname}-leader-election", release.namespace)
     assert policy.read_namespaced_pod_disruption_budget(release.fullname, release.namespace).spec.min_available == 1
 
@@ -216,7 +126,7 @@ def test_chart_installs_upgrades_and_keeps_the_crd(admin_api, make_release) -> N
     assert [entry["status"] for entry in history] == ["superseded", "deployed"]
 
     # A typo in values fails the upgrade before anything reaches the cluster.
-    bad = release.helm("upgrade", release.name, str(CHART), "--set", "replicaCont=4", check=False)
+    bad = release.try_install("replicaCont=4", verb="upgrade")
     assert bad.returncode != 0
     assert "replicaCont" in bad.stderr
     assert apps.read_namespaced_deployment(release.fullname, release.namespace).spec.replicas == 3
@@ -224,7 +134,7 @@ def test_chart_installs_upgrades_and_keeps_the_crd(admin_api, make_release) -> N
     # Uninstall removes the release's objects but keeps the CRD (and every DeploymentScale).
     release.helm("uninstall", release.name, "--wait=false")
     with pytest.raises(ApiException) as gone:
-        rbac.read_cluster_role(release.fullname)
+        rbac.read_cluster_role(release.cluster_role)
     assert gone.value.status == 404
     assert extensions.read_custom_resource_definition(CRD_NAME).metadata.name == CRD_NAME
 
@@ -252,7 +162,7 @@ def test_namespaced_watch_confines_permissions_to_those_namespaces(admin_api, ma
     assert not can(admin_api, release, "update", "apps", "deployments/scale", namespace="default")
     assert_lease_permissions(admin_api, release)
     with pytest.raises(ApiException) as missing:
-        client.RbacAuthorizationV1Api(admin_api).read_cluster_role(release.fullname)
+        client.RbacAuthorizationV1Api(admin_api).read_cluster_role(release.cluster_role)
     assert missing.value.status == 404
 
 
@@ -307,3 +217,28 @@ def test_server_runs_on_the_chart_service_account_alone(
     assert any(event.reason == "Scaled" for event in events.items)
     denied = [r for r in server.log_records() if "Forbidden" in json.dumps(r) or "403" in json.dumps(r)]
     assert denied == [], denied
+
+
+def test_a_second_release_in_another_namespace_leaves_the_crd_to_the_first(
+    admin_api, make_release, extra_namespaces
+) -> None:
+    first = make_release()
+    assert "This release installs the DeploymentScale CRD" in first.notes
+    (other_namespace,) = extra_namespaces(1)
+    # The same release name: only the namespace tells the two apart.
+    second = Release(first.kubeconfig, first.name, other_namespace)
+    try:
+        refused = second.try_install()
+        assert refused.returncode != 0
+        assert f'installed by Helm release "{first.name}" in namespace "{first.namespace}"' in refused.stderr
+        assert "install this release with --set crds.install=false" in refused.stderr
+
+        notes = second.install("crds.install=false")
+        assert "the DeploymentScale CRD comes from another release" in notes
+        rbac = client.RbacAuthorizationV1Api(admin_api)
+        assert rbac.read_cluster_role(second.cluster_role).metadata.name != first.cluster_role
+        rbac.read_cluster_role(first.cluster_role)
+        crd = client.ApiextensionsV1Api(admin_api).read_custom_resource_definition(CRD_NAME)
+        assert crd.metadata.annotations["meta.helm.sh/release-namespace"] == first.namespace
+    finally:
+        second.uninstall()

@@ -132,6 +132,8 @@ def test_signal_while_a_restart_waits_starts_no_new_child(recorder: Recorder, tm
     assert supervisor.restart() is False
     assert recorder.children == [old]
     assert supervisor.wait() == 0
+    # The restart's SIGTERM and the stop signal are one signal to the child, not two.
+    assert (tmp_path / f"{old.pid}.term").read_text() == "TERM\n"
 
 
 def test_the_script_restarts_on_change_and_stops_on_sigterm(tmp_path: Path) -> None:

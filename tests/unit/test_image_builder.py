@@ -37,13 +37,13 @@ with tarfile.open(sys.argv[1], "w") as tar:
 """
 
 
-def fake_probe(answers: dict[str, tuple[int, str]]) -> tuple[image.Probe, list[list[str]]]:
+def fake_probe(answers: dict[str, image.ProbeResult]) -> tuple[image.Probe, list[list[str]]]:
     calls: list[list[str]] = []
 
-    def probe(argv: Sequence[str]) -> tuple[int, str]:
+    def probe(argv: Sequence[str]) -> image.ProbeResult:
         calls.append(list(argv))
         key = " ".join(arg for arg in argv[1:] if not arg.startswith("--extra") and arg != "nix-command flakes")
-        return answers.get(key, (1, f"unexpected: {key}"))
+        return answers.get(key, image.ProbeResult(1, "", f"unexpected: {key}"))
 
     return probe, calls
 
@@ -73,7 +73,7 @@ def test_parse_nix_version(output: str, version: tuple[int, ...] | None) -> None
 
 
 def test_debians_nix_28_is_not_usable(nix_on_path: str) -> None:
-    probe, calls = fake_probe({"--version": (0, "nix (Nix) 2.8.0\n")})
+    probe, calls = fake_probe({"--version": image.ProbeResult(0, "nix (Nix) 2.8.0\n")})
     availability = image.nix_availability(nix_on_path, probe)
     assert not availability.usable
     assert availability.reason == "nix 2.8.0 is older than 2.18, which this flake's nixpkgs needs"
@@ -83,15 +83,26 @@ def test_debians_nix_28_is_not_usable(nix_on_path: str) -> None:
 @pytest.mark.parametrize(("version", "show"), [("2.18.1", "show-config --json"), ("2.24.9", "config show --json")])
 def test_a_recent_nix_with_flakes_is_usable(nix_on_path: str, version: str, show: str) -> None:
     config = json.dumps({"experimental-features": {"value": ["flakes", "nix-command"]}})
-    probe, _ = fake_probe({"--version": (0, f"nix (Nix) {version}"), show: (0, config)})
+    # A warning on stderr (deprecated alias, unknown setting) does not spoil the JSON on stdout.
+    warning = "warning: unknown setting 'foo'\n"
+    probe, _ = fake_probe(
+        {"--version": image.ProbeResult(0, f"nix (Nix) {version}"), show: image.ProbeResult(0, config, warning)}
+    )
     assert image.nix_availability(nix_on_path, probe) == image.Availability(True, f"nix {version} with flakes")
 
 
 def test_a_nix_without_flakes_is_not_usable(nix_on_path: str) -> None:
     config = json.dumps({"experimental-features": {"value": ["nix-command"]}})
-    probe, _ = fake_probe({"--version": (0, "nix (Nix) 2.18.1"), "show-config --json": (0, config)})
+    probe, _ = fake_probe(
+        {"--version": image.ProbeResult(0, "nix (Nix) 2.18.1"), "show-config --json": image.ProbeResult(0, config)}
+    )
     assert image.nix_availability(nix_on_path, probe).reason == "nix 2.18.1 has no flakes support"
-    probe, _ = fake_probe({"--version": (0, "nix (Nix) 2.18.1"), "show-config --json": (1, "error: broken\n")})
+    probe, _ = fake_probe(
+        {
+            "--version": image.ProbeResult(0, "nix (Nix) 2.18.1"),
+            "show-config --json": image.ProbeResult(1, "", "error: broken\n"),
+        }
+    )
     assert "cannot read its configuration: error: broken" in image.nix_availability(nix_on_path, probe).reason
 
 

@@ -156,3 +156,11 @@ def test_the_nix_images_have_passwd_and_group_entries_for_their_user(flavor: str
     assert [GROUP_LINE.match(line) is not None for line in nss["extraGroupLines"]] == [True]
     assert built["config"]["User"] == "65532:65532"
     assert built["created"] == "1970-01-01T00:00:01Z"
+
+
+def test_the_dev_stage_runs_the_reloader_on_sources_the_user_can_write() -> None:
+    assert "chown 65532:65532 /app/python" in " ".join(_runs("dev"))
+    (entrypoint,) = [i for i in INSTRUCTIONS if i.startswith("ENTRYPOINT") and "dev-reloader" in i]
+    command = json.loads(entrypoint.removeprefix("ENTRYPOINT "))
+    assert command[1:5] == ["/app/dev-reloader.py", "--watch", "/app/python", "--"]
+    assert command[-2:] == ["-m", "scalekeeper"]

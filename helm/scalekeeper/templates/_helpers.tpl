@@ -17,6 +17,15 @@
 {{- end }}
 {{- end }}
 
+{{/*
+The watch RBAC (ClusterRole, or Roles in the watched namespaces) lives outside
+the release namespace, so its name carries that namespace: releases of the same
+name in two namespaces must not claim each other's objects.
+*/}}
+{{- define "scalekeeper.watchRbacName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "scalekeeper.fullname" .) }}
+{{- end }}
+
 {{- define "scalekeeper.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
