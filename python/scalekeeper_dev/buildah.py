@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from scalekeeper_dev import toolchain
 from scalekeeper_dev.node import host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +37,7 @@ PYTHON_BASE = "localhost/scalekeeper/python-base:3.11-bookworm"
 DEBIAN_SUITE = "bookworm"  # its python3 is 3.11, the Dockerfile's Python
 DEBIAN_MIRROR = os.environ.get("SCALEKEEPER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 BASE_PACKAGES = ("python3", "python3-pip", "python-is-python3", "ca-certificates")
+BASE_ARCHIVE = toolchain.CACHE_DIR / "images" / "python-base-3.11-bookworm.tar"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SOURCE_DATE_EPOCH = 1
 # Trimmed from the base, as the slim image does: caches, docs, and Debian's
@@ -83,9 +85,16 @@ def _exists(ref: str) -> bool:
 
 
 def ensure_python_base() -> str:
-    """The Dockerfile's base image, made once from Debian packages; returns its reference."""
+    """The Dockerfile's base image, made once from Debian packages; returns its reference.
+
+    It is kept as an archive under the tools cache too, which CI keeps (buildah's
+    own store under /var/lib/containers does not survive a fresh machine).
+    """
     host.ensure_packages(PACKAGES)
     if _exists(PYTHON_BASE):
+        return PYTHON_BASE
+    if BASE_ARCHIVE.exists():
+        _run(["buildah", "pull", "--quiet", f"docker-archive:{BASE_ARCHIVE}"])
         return PYTHON_BASE
     started = time.monotonic()
     print(f"making {PYTHON_BASE} with debootstrap (first run only)...", file=sys.stderr, flush=True)
@@ -109,6 +118,9 @@ def ensure_python_base() -> str:
             _run(["buildah", "commit", "--timestamp", str(SOURCE_DATE_EPOCH), container, PYTHON_BASE])
         finally:
             subprocess.run(["buildah", "rm", container], capture_output=True, check=False)
+    partial = BASE_ARCHIVE.with_suffix(".partial")
+    save(PYTHON_BASE, partial)
+    partial.rename(BASE_ARCHIVE)
     print(f"made {PYTHON_BASE} in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
     return PYTHON_BASE
 

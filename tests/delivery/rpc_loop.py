@@ -203,6 +203,7 @@ def rollout(args: argparse.Namespace) -> int:
     applied = wait_applied(cluster, summary["last_written"])
     print(
         f"upgrade + failover: {summary['calls']} calls, {summary['failed']} failed, "
+        f"retried after a shutdown's CANCELLED {summary['retried_after_shutdown_cancel']}, "
         f"longest gap {summary['longest_gap_seconds']}s, watch ends {summary['watch_ends']} "
         f"(opened {summary['watch_opens']}, each re-synced), "
         f"leader takeover {takeover:.1f}s, last SetReplicas ({summary['last_written']}) applied: {applied}"
