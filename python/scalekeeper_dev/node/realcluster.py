@@ -3,7 +3,8 @@
 Order matters both ways: the node's network and CA come first (the apiserver
 listens on the host's end of the node's veth and needs the node's CA to call
 the kubelet), then the control plane, then the node's components; on the way
-down the node goes first, while the apiserver can still see it leave.
+down the node's components go first, then the control plane, then the node's
+network (the apiserver's address).
 """
 
 from __future__ import annotations
@@ -47,9 +48,12 @@ class RealNodeCluster:
             raise
 
     def stop(self) -> None:
-        self.node.stop()
+        # The apiserver deletes its Lease through its own address on the way out: the
+        # node's network (where that address lives) goes last.
+        self.node.stop_components()
         if self.plane is not None:
             self.plane.stop()
+        self.node.stop()
 
     @property
     def server(self) -> str:

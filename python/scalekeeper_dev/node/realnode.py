@@ -167,14 +167,20 @@ class RealNode:
 
     # -- teardown --------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop the components, clear what they left, remove the network; idempotent."""
+    def stop_components(self) -> None:
+        """Stop the components and clear what they left; the network stays (the apiserver still listens on it)."""
         if self._host_lock is None:
             return  # never prepared: nothing here is ours (another node may be running)
         for child in reversed(self._children):
             child.stop()
         self._children.clear()
         self._clear_leftovers()
+
+    def stop(self) -> None:
+        """Stop the components, clear what they left, remove the network; idempotent."""
+        if self._host_lock is None:
+            return
+        self.stop_components()
         self.network.down()
         shutil.rmtree(self.files.root, ignore_errors=True)
         supervised.unregister(self)
