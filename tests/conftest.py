@@ -2,7 +2,8 @@
 
 Tests under ``tests/integration`` are marked ``integration`` automatically.
 The cluster is started once per session, on first use (unit tests never pay
-for it): etcd + kube-apiserver from :mod:`scalekeeper_dev.controlplane`, or
+for it): etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+KWOK's fake nodes from :mod:`scalekeeper_dev.controlplane`, or
 an existing cluster when ``SCALEKEEPER_TEST_KUBECONFIG`` is set (see
 :mod:`scalekeeper_dev.testcluster` for kind).
 
@@ -56,8 +57,17 @@ def _api_client(kubeconfig: Path) -> ApiClient:
     return config.new_client_from_config(config_file=str(kubeconfig))
 
 
+_CLUSTER_STARTUP = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """How long the session's cluster took to start: its share of the run, visible in every run's output."""
+    if _CLUSTER_STARTUP in config.stash:
+        terminalreporter.write_line(f"local cluster {config.stash[_CLUSTER_STARTUP]}")
+
+
 @pytest.fixture(scope="session")
-def test_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCluster]:
+def test_cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[TestCluster]:
     from scalekeeper_dev.controlplane import ControlPlane
     from scalekeeper_dev.testcluster import TestCluster, external_kubeconfig_from_env
 
@@ -67,6 +77,7 @@ def test_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClust
         yield TestCluster.external(external, credentials)
         return
     with ControlPlane() as plane:
+        pytestconfig.stash[_CLUSTER_STARTUP] = plane.startup_summary()
         yield TestCluster.local(plane, credentials)
 
 
@@ -95,8 +106,8 @@ def namespace(admin_api: ApiClient, request: pytest.FixtureRequest) -> Iterator[
     core = client.CoreV1Api(admin_api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
-    # Without a controller-manager (local control plane) the namespace stays
-    # Terminating with its contents; names are unique, so tests do not collide.
+    # Not waited for: the namespace controller empties it in the background
+    # (names are unique, so tests do not collide).
     try:
         core.delete_namespace(name)
     except ApiException as error:

@@ -239,7 +239,7 @@ class ControlPlane:
 
     def startup_summary(self) -> str:
         """Each component's start-to-ready time and the whole start's, e.g. for ``make cluster-up``."""
-        parts = [f"{name} {seconds:.1f}s" for name, seconds in self.ready_after.items() if name != "total"]
+        parts = [f"{name} {self.ready_after[name]:.1f}s" for name in self.components.names if name in self.ready_after]
         return f"ready in {self.ready_after.get('total', 0.0):.1f}s ({', '.join(parts)})"
 
     # -- apiserver faults (same port, same etcd) ----------------------------

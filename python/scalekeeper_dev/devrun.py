@@ -134,7 +134,7 @@ def run(dev_dir: Path) -> int:
                 f"https://localhost:8444/v1/deployments?namespace={DEMO_NAMESPACE}\n"
                 f"  kubectl --kubeconfig {kubeconfig} get dscale,deployments,pods -n {DEMO_NAMESPACE}\n\n"
                 "Watch a rollout: start the WatchReplicas command above in a second terminal, then run\n"
-                "SetReplicas: readyReplicas of demo/web climbs to 5 as the Pods become Ready; GetReplicas\n"
+                "SetReplicas: ready_replicas of demo/web climbs to 5 as the Pods become Ready; GetReplicas\n"
                 f"shows the same, and `kubectl ... get pods -n {DEMO_NAMESPACE} -w` the Pods themselves.\n\n"
                 "Ctrl-C stops everything.",
                 flush=True,

@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from polling import eventually
 from scalekeeper_dev import kubeconfig, manifests
-from scalekeeper_dev.controlplane import ControlPlane, ControlPlaneError
+from scalekeeper_dev.controlplane import Components, ControlPlane, ControlPlaneError
 from scalekeeper_dev.testcluster import TestCluster, external_kubeconfig_from_env
 
 # A CRD of the harness's own, independent of the product's DeploymentScale.
@@ -124,11 +124,22 @@ def test_deployment_is_created_and_scaled_through_the_scale_subresource(admin_ap
     assert scale.spec.replicas == 3
     assert apps.read_namespaced_deployment("web", namespace).spec.replicas == 3
 
-    # Optimistic concurrency through /scale: a stale resourceVersion conflicts.
-    current = apps.read_namespaced_deployment_scale("web", namespace)
-    apps.replace_namespaced_deployment_scale(
-        "web", namespace, client.V1Scale(metadata=current.metadata, spec=client.V1ScaleSpec(replicas=5))
-    )
+    # Optimistic concurrency through /scale: a stale resourceVersion conflicts. The
+    # deployment controller writes the status meanwhile, so the first write is a
+    # read-modify-write retried on conflict, as any client does.
+    def read_and_replace() -> client.V1Scale | None:
+        current = apps.read_namespaced_deployment_scale("web", namespace)
+        try:
+            apps.replace_namespaced_deployment_scale(
+                "web", namespace, client.V1Scale(metadata=current.metadata, spec=client.V1ScaleSpec(replicas=5))
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            return None
+        return current
+
+    current = eventually(read_and_replace, "a read-modify-write of /scale")
     with pytest.raises(ApiException) as conflict:
         apps.replace_namespaced_deployment_scale(
             "web", namespace, client.V1Scale(metadata=current.metadata, spec=client.V1ScaleSpec(replicas=7))
@@ -285,16 +296,49 @@ def _gone(pid: int) -> bool:
 
 
 @needs_local_binaries
-def test_stop_leaves_no_process_or_directory_behind() -> None:
-    plane = ControlPlane()
+@pytest.mark.parametrize("components", list(Components))
+def test_stop_leaves_no_process_or_directory_behind(components: Components) -> None:
+    plane = ControlPlane(components=components)
     with plane:
         pids = plane.pids
         workdir = plane.workdir
-        assert set(pids) == {"etcd", "kube-apiserver"}
+        assert set(pids) == set(components.names)
+        assert set(plane.ready_after) == {*components.names, "total"}
         assert all(not _gone(pid) for pid in pids.values())
     assert all(_gone(pid) for pid in pids.values())
     assert not workdir.exists()
     plane.stop()  # idempotent
+
+
+@needs_local_binaries
+def test_a_killed_owner_takes_every_component_with_it(tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to clean up: each component must die with its parent (PR_SET_PDEATHSIG)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    owner_script = textwrap.dedent(
+        f"""
+        import json, pathlib, sys
+        from scalekeeper_dev.controlplane import ControlPlane
+        with ControlPlane(pathlib.Path({str(tmp_path / "cp")!r})) as plane:
+            print(json.dumps(plane.pids), flush=True)
+            sys.stdin.read()  # until killed
+        """
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", owner_script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None
+        pids = json.loads(owner.stdout.readline())
+        assert set(pids) == set(Components.CLUSTER.names)
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    eventually(lambda: _all_gone(pids.values()), f"every component gone: {pids}", timeout=10)
 
 
 @needs_local_binaries
@@ -324,7 +368,12 @@ def test_cluster_up_and_down_cli(tmp_path: Path) -> None:
     try:
         assert up.returncode == 0, up.stderr
         assert "export KUBECONFIG=" in up.stdout
+        assert "ready in " in up.stdout
         pids = json.loads((tmp_path / "cluster" / "state.json").read_text())["pids"]
+        assert set(pids) == set(Components.CLUSTER.names)
+        # Each component's version is printed beside its pid.
+        assert "Kubernetes v1.37" in up.stdout
+        assert "etcd Version: 3.6" in up.stdout
         from kubernetes import config
 
         with config.new_client_from_config(config_file=str(tmp_path / "kubeconfig")) as api:
@@ -339,6 +388,7 @@ def test_cluster_up_and_down_cli(tmp_path: Path) -> None:
     # The children of the detached supervisor are reaped by init, maybe a moment later.
     eventually(lambda: _all_gone(pids.values()), f"every child process gone: {pids}", timeout=10)
     assert not (tmp_path / "kubeconfig").exists()
+    assert not (tmp_path / "cluster").exists()
 
 
 def _all_gone(pids: Any) -> bool:

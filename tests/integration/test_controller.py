@@ -1,8 +1,9 @@
 """The DeploymentScale controller against the real apiserver, run in-process on the test's event loop.
 
-There is no kube-controller-manager: Deployments get no pods and no status, so
-what these tests check is spec.replicas (what the controller writes), the
-DeploymentScale's status, Events, the Lease, and which client wrote what.
+What these tests check is spec.replicas (what the controller writes), the
+DeploymentScale's status, Events, the Lease, and which client wrote what; the
+Pods that kube-controller-manager and KWOK then create and make Ready are
+covered by test_rollouts.py.
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ class Cluster:
     def deployment_rv(self, name: str) -> str:
         return str(self.apps.read_namespaced_deployment(name, self.ns).metadata.resource_version)
 
+    def rolled_out(self, name: str) -> bool:
+        """Whether the controller-manager is done with the Deployment: it writes its status no more."""
+        deployment = self.apps.read_namespaced_deployment(name, self.ns)
+        status, wanted = deployment.status, deployment.spec.replicas
+        return (
+            status.observed_generation == deployment.metadata.generation
+            and (status.replicas or 0) == (status.updated_replicas or 0) == wanted
+            and (status.ready_replicas or 0) == (status.available_replicas or 0) == wanted
+        )
+
     def scale_deployment(self, name: str, replicas: int) -> None:
         """What `kubectl scale deployment` does: write the /scale subresource."""
         self.apps.patch_namespaced_deployment_scale(name, self.ns, {"spec": {"replicas": replicas}})
@@ -122,11 +133,13 @@ class Cluster:
     def event_reasons(self, name: str) -> list[str]:
         return [
             e.reason
-            for e in self.events.list_namespaced_event(self.ns).items
-            if e.regarding is not None
-            and e.regarding.kind == "DeploymentScale"
-            and e.regarding.name == name
-            and e.reporting_controller == REPORTING_CONTROLLER
+            # Selected server-side: the controller-manager's core/v1 Events (about
+            # ReplicaSets and Pods) have no eventTime, which this client's
+            # events.k8s.io/v1 model refuses to parse.
+            for e in self.events.list_namespaced_event(
+                self.ns, field_selector=f"regarding.kind=DeploymentScale,regarding.name={name}"
+            ).items
+            if e.reporting_controller == REPORTING_CONTROLLER
         ]
 
 
@@ -184,7 +197,8 @@ async def test_desired_count_is_applied_and_reported(cluster: Cluster, start_con
     obj = cluster.dscale("web")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["status"]["replicas"] == 3
-    assert obj["status"]["readyReplicas"] == 0  # no controller-manager: no pods
+    # The Pods become Ready on the fake nodes; the status follows the Deployment's.
+    await eventually_async(lambda: cluster.dscale("web")["status"]["readyReplicas"] == 3, "readyReplicas 3")
     await eventually_async(lambda: "Scaled" in cluster.event_reasons("web"), "a Scaled Event")
 
     # A new desired count is a new generation: Scaled again, not drift.
@@ -295,10 +309,12 @@ async def test_kubectl_apply_scale_and_get(
     )
     await eventually_async(lambda: cluster.dscale("shop")["status"]["replicas"] == 3, "status.replicas follows")
 
+    await eventually_async(lambda: cluster.dscale("shop")["status"].get("readyReplicas") == 3, "the Pods ready")
+
     table = await kubectl(test_cluster, cluster.ns, "get", "dscale", "shop", "-o", "wide")
     header, row = table.splitlines()[:2]
     assert header.split() == ["NAME", "DESIRED", "CURRENT", "READY", "REASON", "AGE"]
-    assert row.split()[:5] == ["shop", "3", "3", "0", "Scaled"]
+    assert row.split()[:5] == ["shop", "3", "3", "3", "Scaled"]
 
 
 @pytest.mark.parametrize("replicas", [-1, 10001, "three"])
@@ -332,6 +348,7 @@ async def test_deleted_scale_leaves_the_deployment_alone(cluster: Cluster, start
     writes = len(kube.writes_to("/deployments/"))
 
     cluster.scale_deployment("web", 8)
+    await eventually_async(lambda: cluster.rolled_out("web"), "the manual scale rolled out")
     rv = cluster.deployment_rv("web")
     await eventually_async(
         lambda: (d := cache.deployments.get((cluster.ns, "web"))) is not None and d.resource_version == rv,
@@ -413,6 +430,11 @@ async def test_no_writes_when_nothing_changed(cluster: Cluster, start_controller
     cluster.create_scale("web", 3)
     controller, kube, cache = await start_controller()
     await eventually_async(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
+    # Rolled out first: the Pods' readiness is a change that matters (status.readyReplicas).
+    await eventually_async(lambda: cluster.rolled_out("web"), "the Deployment rolled out")
+    await eventually_async(
+        lambda: cluster.dscale("web")["status"].get("readyReplicas") == 3, "the status's readyReplicas"
+    )
     await eventually_async(lambda: idle(controller), "controller idle")
     writes = list(kube.writes)
     events = cluster.event_reasons("web")

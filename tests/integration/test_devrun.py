@@ -1,4 +1,4 @@
-"""``make run`` on an existing cluster: demo data, a ready server, working grpcurl commands, clean Ctrl-C."""
+"""``make run`` on an existing cluster: demo data, a ready server, working grpcurl commands, a rollout, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -54,6 +54,28 @@ def test_make_run_serves_demo_data_and_stops_on_ctrl_c(
             "scalekeeper.v1.ReplicaService"
             in subprocess.run(shlex.split(commands[0]), cwd=REPO, capture_output=True, text=True, check=True).stdout
         )
+
+        # The demo of the printed next steps: SetReplicas 5, and ready_replicas reaches 5 in a
+        # WatchReplicas stream and in GetReplicas as the Pods become Ready.
+        watch_command = next(c for c in commands if c.endswith("/WatchReplicas"))
+        with (tmp_path / "watch.out").open("wb") as watch_sink:
+            watch = subprocess.Popen(shlex.split(watch_command), cwd=REPO, stdout=watch_sink, stderr=subprocess.STDOUT)
+        try:
+            eventually(lambda: '"name": "web"' in (tmp_path / "watch.out").read_text(), "the watch's snapshot")
+            set_command = next(c for c in commands if c.endswith("/SetReplicas"))
+            assert '"replicas":5' in set_command
+            subprocess.run(shlex.split(set_command), cwd=REPO, capture_output=True, text=True, check=True)
+            eventually(
+                lambda: '"ready_replicas": 5' in (tmp_path / "watch.out").read_text(),
+                "WatchReplicas to stream ready_replicas 5",
+                timeout=60,
+            )
+        finally:
+            watch.terminate()
+            watch.wait(timeout=10)
+        get_command = next(c for c in commands if c.endswith("/GetReplicas"))
+        got = subprocess.run(shlex.split(get_command), cwd=REPO, capture_output=True, text=True, check=True).stdout
+        assert '"ready_replicas": 5' in got, got
 
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=60) == 0

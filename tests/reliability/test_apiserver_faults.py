@@ -22,7 +22,7 @@ from server_harness import ServerProcess, eventually
 
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper_dev import manifests
-from scalekeeper_dev.controlplane import ControlPlane
+from scalekeeper_dev.controlplane import Components, ControlPlane
 
 StartServer = Callable[..., ServerProcess]
 
@@ -113,7 +113,10 @@ def uncached_control_plane(tmp_path: Path) -> Iterator[ControlPlane]:
 
     from scalekeeper_dev.crd import install_crd
 
-    with ControlPlane(tmp_path / "uncached", extra_apiserver_args=["--watch-cache=false"]) as plane:
+    # The API alone: the open-watch count below must be the server's only.
+    with ControlPlane(
+        tmp_path / "uncached", components=Components.APISERVER, extra_apiserver_args=["--watch-cache=false"]
+    ) as plane:
         admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
         try:
             install_crd(admin)
