@@ -56,9 +56,11 @@ certs: venv ## write development certificates to .dev/certs (kept if present)
 run: venv tools ## the server on $$KUBECONFIG's cluster, else on a local control plane; demo data, grpcurl examples
 	$(DEV) run
 
+# NODES=real: one real node (kubelet + containerd, Linux and root) instead of simulated ones.
+NODES ?= kwok
 .PHONY: cluster-up
-cluster-up: venv ## start the local cluster (control plane + KWOK nodes) in the background; kubeconfig in .dev/kubeconfig
-	$(DEV) cluster-up
+cluster-up: venv ## start the local cluster (control plane + KWOK nodes, or NODES=real) in the background; kubeconfig in .dev/kubeconfig
+	$(DEV) cluster-up --nodes $(NODES)
 
 .PHONY: cluster-down
 cluster-down: venv ## stop the background cluster and remove its files (.dev/cluster)
@@ -87,11 +89,12 @@ test-integration: venv tools ## integration tests against the local cluster (con
 
 # In this order: the cheap checks fail first (test-integration builds the tools).
 .PHONY: test
-test: venv ## lint, unit tests, integration tests, then the fault and fuzz tests
+test: venv ## lint, unit, integration, fault and fuzz tests, then deploy + upgrade on a real node (where possible)
 	$(MAKE) lint
 	$(MAKE) test-unit
 	$(MAKE) test-integration
 	$(MAKE) test-reliability
+	$(MAKE) test-delivery
 
 # --- Benchmarks and reliability ---
 # Both start their own local cluster (like the integration tests).
@@ -121,6 +124,16 @@ KIND_CLUSTER ?= scalekeeper
 # kind v0.33.0's node image for Kubernetes v1.37.0 (the toolchain pins 1.37).
 KIND_NODE_IMAGE ?= kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5
 KUBE_CONTEXT ?= kind-$(KIND_CLUSTER)
+# Where deploy and test-upgrade go: kind, or `local`, the cluster of
+# `make cluster-up NODES=real` (a real kubelet + containerd node on this host).
+CLUSTER ?= kind
+ifeq ($(CLUSTER),local)
+KUBE_CONTEXT := scalekeeper-dev
+export KUBECONFIG := $(CURDIR)/.dev/kubeconfig
+LOAD_IMAGE = $(DEV) node-load-image $(IMAGE_ARCHIVE)
+else
+LOAD_IMAGE = $(KIND) load image-archive $(IMAGE_ARCHIVE) --name $(KIND_CLUSTER)
+endif
 RELEASE ?= scalekeeper
 DEPLOY_NAMESPACE ?= scalekeeper
 DEPLOY_HELM_ARGS ?=
@@ -159,19 +172,22 @@ kind-down: ## delete the kind cluster
 # tests.tlsServerName.
 TLS_SECRET ?= $(RELEASE)-tls
 READER_SECRET ?= $(RELEASE)-reader-tls
+# test-upgrade's writer (SetReplicas during the rollout).
+WRITER_SECRET ?= $(RELEASE)-writer-tls
 # $(call dev_secret,NAME,CERT): Secret NAME from .dev/certs/CERT.{crt,key} and the CA, applied idempotently.
 dev_secret = $$kubectl $$ctx create secret generic $(1) --dry-run=client -o yaml \
 	  --from-file=tls.crt=.dev/certs/$(2).crt --from-file=tls.key=.dev/certs/$(2).key \
 	  --from-file=ca.crt=.dev/certs/ca.crt | $$kubectl $$ctx apply -f -
 
 .PHONY: deploy
-deploy: image certs ## load the image into kind; helm upgrade --install --wait --atomic; helm test
-	$(KIND) load image-archive $(IMAGE_ARCHIVE) --name $(KIND_CLUSTER)
+deploy: image certs ## load the image (kind, or CLUSTER=local); helm upgrade --install --wait --atomic; helm test
+	$(LOAD_IMAGE)
 	kubectl=$(KUBECTL); ctx="--context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE)"; \
 	$$kubectl --context $(KUBE_CONTEXT) create namespace $(DEPLOY_NAMESPACE) --dry-run=client -o yaml \
 	  | $$kubectl --context $(KUBE_CONTEXT) apply -f -; \
 	$(call dev_secret,$(TLS_SECRET),server); \
-	$(call dev_secret,$(READER_SECRET),reader)
+	$(call dev_secret,$(READER_SECRET),reader); \
+	$(call dev_secret,$(WRITER_SECRET),writer)
 	ref=$$(cat $(IMAGE_REF_FILE)); \
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) \
 	  --wait --atomic --timeout 10m \
@@ -183,10 +199,22 @@ deploy: image certs ## load the image into kind; helm upgrade --install --wait -
 	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --logs
 
 .PHONY: test-upgrade
-test-upgrade: deploy ## on kind: RPCs through the Service during a rolling helm upgrade; fails on any failed call
-	$(PYTHON) tests/delivery/rpc_loop.py rollout --kubectl $(KUBECTL) --helm $(HELM) \
+test-upgrade: deploy ## traffic through the Service during a rolling helm upgrade and a leader kill; fails on any failed call
+	$(PYTHON) tests/delivery/rpc_loop.py --kubectl $(KUBECTL) --helm $(HELM) \
 	  --context $(KUBE_CONTEXT) --namespace $(DEPLOY_NAMESPACE) --release $(RELEASE) --chart $(CHART) \
-	  --image $$(cat $(IMAGE_REF_FILE)) --client-secret $(READER_SECRET) --server-name scalekeeper
+	  --image $$(cat $(IMAGE_REF_FILE)) --reader-secret $(READER_SECRET) --writer-secret $(WRITER_SECRET) \
+	  --server-name scalekeeper
+
+# What `make test` runs last: deploy (helm test) and test-upgrade on a local
+# cluster with a real node, when this host can run one (Linux, root);
+# elsewhere it prints why and skips.
+.PHONY: test-delivery
+test-delivery: venv ## make deploy + make test-upgrade on a local real-node cluster (cluster-up NODES=real)
+	@if ! reason=$$($(DEV) node-support); then echo "SKIPPED test-delivery: $$reason"; exit 0; fi; \
+	$(MAKE) cluster-down; \
+	trap '$(MAKE) cluster-down' EXIT; \
+	$(MAKE) cluster-up NODES=real; \
+	$(MAKE) test-upgrade CLUSTER=local
 
 .PHONY: check-nix
 check-nix: ## parse every .nix file (nix-instantiate --parse; apt-get install nix-bin); flake.lock is JSON

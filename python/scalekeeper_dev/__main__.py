@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 from scalekeeper_dev import controlplane, imagecli, pki, toolchain
+from scalekeeper_dev.node import cli as node_cli
+from scalekeeper_dev.node import realcluster, realnode
 
 _STARTUP_TIMEOUT = 180.0
 _SHUTDOWN_TIMEOUT = 30.0
@@ -113,13 +115,29 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
         print(_usage(layout))
         return 0
     # Build missing tools here, in the foreground, where the user sees it.
-    for name in controlplane.Components.CLUSTER.names:
+    components = controlplane.Components.CLUSTER if args.nodes == "kwok" else controlplane.Components.CONTROLLERS
+    for name in components.names:
         toolchain.ensure(name)
+    if args.nodes == "real":
+        try:
+            realnode.ensure_prerequisites()
+        except realnode.NodeError as error:
+            print(f"cannot run a real node here: {error}", file=sys.stderr)
+            return 1
     layout.cluster_dir.mkdir(parents=True, exist_ok=True)
     layout.state_file.unlink(missing_ok=True)
     with layout.log_file.open("ab") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "scalekeeper_dev", "_supervise", "--dev-dir", str(layout.dev_dir)],
+            [
+                sys.executable,
+                "-m",
+                "scalekeeper_dev",
+                "_supervise",
+                "--dev-dir",
+                str(layout.dev_dir),
+                "--nodes",
+                args.nodes,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -182,7 +200,12 @@ def cmd_supervise(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
     exit_code = 0
-    with controlplane.ControlPlane(workdir=layout.cluster_dir) as plane:
+    cluster = (
+        realcluster.RealNodeCluster(layout.cluster_dir)
+        if args.nodes == "real"
+        else controlplane.ControlPlane(workdir=layout.cluster_dir)
+    )
+    with cluster as plane:
         shutil.copyfile(plane.kubeconfig, layout.kubeconfig)
         layout.kubeconfig.chmod(0o600)
         state = {
@@ -197,8 +220,9 @@ def cmd_supervise(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(layout.state_file)
         print(f"ready: {json.dumps(state)}", flush=True)
+        running = len(plane.pids)
         while not stop.wait(1.0):
-            if len(plane.pids) < len(plane.components.names):
+            if len(plane.pids) < running:
                 print(f"a child died (running: {plane.pids}); shutting down", flush=True)
                 exit_code = 1
                 break
@@ -234,8 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     ):
         sub = commands.add_parser(name, **({"help": text} if text else {}))
         sub.add_argument("--dev-dir", default=".dev", help="where kubeconfig and cluster/ live")
+        if name in ("cluster-up", "_supervise"):
+            sub.add_argument(
+                "--nodes", choices=("kwok", "real"), default="kwok", help="simulated nodes, or one real node (root)"
+            )
         sub.set_defaults(func=func)
     imagecli.add_commands(commands)
+    node_cli.add_commands(commands)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

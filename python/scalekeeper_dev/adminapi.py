@@ -19,15 +19,16 @@ JSON = dict[str, Any]
 
 
 class AdminApi:
-    def __init__(self, port: int, files: ClusterPki) -> None:
+    def __init__(self, port: int, files: ClusterPki, host: str = LOOPBACK) -> None:
         self.port = port
+        self.host = host
         self._files = files
 
     def request(self, method: str, path: str, body: JSON | None = None, *, timeout: float = 10.0) -> tuple[int, JSON]:
         """One call; returns (status, parsed body or {"text": ...})."""
         context = ssl.create_default_context(cafile=str(self._files.ca_cert))
         context.load_cert_chain(self._files.cert("admin"), self._files.key("admin"))
-        conn = http.client.HTTPSConnection(LOOPBACK, self.port, context=context, timeout=timeout)
+        conn = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=timeout)
         try:
             headers = {"Accept": "application/json"}
             payload = None

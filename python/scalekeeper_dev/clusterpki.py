@@ -66,7 +66,7 @@ class ClusterPki:
     def serving_key(self, component: str) -> Path:
         return self.key(f"{component}-serving")
 
-    def create(self) -> pki.CertificateAuthority:
+    def create(self, apiserver_address: str = LOOPBACK) -> pki.CertificateAuthority:
         """Write a fresh CA and every certificate; returns the CA (tests mint more identities with it)."""
         ca = pki.CertificateAuthority.create("scalekeeper-test-kubernetes-ca")
         ca.write(self.ca_cert, self.ca_key)
@@ -79,7 +79,7 @@ class ClusterPki:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            ip_addresses=(LOOPBACK, KUBERNETES_SERVICE_IP),
+            ip_addresses=tuple(dict.fromkeys((LOOPBACK, apiserver_address, KUBERNETES_SERVICE_IP))),
         ).write(self.cert("apiserver"), self.key("apiserver"))
         ca.issue_client(ADMIN_USER, organizations=(ADMIN_GROUP,)).write(self.cert("admin"), self.key("admin"))
         for component, user in COMPONENT_USERS.items():

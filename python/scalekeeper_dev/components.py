@@ -31,11 +31,16 @@ class Components(enum.Enum):
     # + kube-controller-manager, kube-scheduler and KWOK's simulated nodes:
     # Deployments roll out and Pods become Ready, as on a real cluster.
     CLUSTER = "cluster"
+    # + kube-controller-manager and kube-scheduler, no simulated nodes: the
+    # caller brings a real one (scalekeeper_dev.node).
+    CONTROLLERS = "controllers"
 
     @property
     def names(self) -> tuple[str, ...]:
         base = ("etcd", "kube-apiserver")
-        return base if self is Components.APISERVER else (*base, CONTROLLER_MANAGER, SCHEDULER, KWOK)
+        if self is Components.APISERVER:
+            return base
+        return (*base, CONTROLLER_MANAGER, SCHEDULER, *((KWOK,) if self is Components.CLUSTER else ()))
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,10 @@ def etcd_argv(binary: Path, ports: Ports, data_dir: Path) -> list[str]:
     ]
 
 
-def apiserver_argv(binary: Path, ports: Ports, files: ClusterPki, components: Components) -> list[str]:
+def apiserver_argv(
+    binary: Path, ports: Ports, files: ClusterPki, components: Components, address: str = LOOPBACK
+) -> list[str]:
+    """``address``: where it listens and what the ``kubernetes`` Service points at (a real node's pods use it)."""
     # Without a controller-manager nobody creates a namespace's `default`
     # ServiceAccount, and the ServiceAccount admission plugin would hold Pods
     # back for it; with one, the plugin runs as on any cluster.
@@ -75,11 +83,11 @@ def apiserver_argv(binary: Path, ports: Ports, files: ClusterPki, components: Co
         str(binary),
         f"--etcd-servers=http://{LOOPBACK}:{ports.etcd}",
         f"--secure-port={ports.apiserver}",
-        f"--bind-address={LOOPBACK}",
-        f"--advertise-address={LOOPBACK}",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         # The `kubernetes` Service's endpoints may not be loopback, and
-        # nothing in-cluster uses them here (no real nodes).
-        "--endpoint-reconciler-type=none",
+        # nothing in-cluster uses them without a real node.
+        *(["--endpoint-reconciler-type=none"] if address == LOOPBACK else []),
         # Logs/exec reach a node by its address, never by resolving its name.
         "--kubelet-preferred-address-types=InternalIP",
         f"--tls-cert-file={files.cert('apiserver')}",

@@ -47,7 +47,31 @@ class Launch:
 
 
 def launch(setup: Launch) -> dict[SupervisedChild, Callable[[], bool]]:
-    """Start the three components; returns each one's readiness check."""
+    """Start the components (KWOK only for fake nodes); returns each one's readiness check."""
+    binaries, ports, files = setup.binaries, setup.ports, setup.files
+    kubeconfigs = {
+        name: setup.files.write_kubeconfig(setup.workdir / f"{name}.kubeconfig", setup.server, name)
+        for name in (CONTROLLER_MANAGER, SCHEDULER)
+    }
+    controller_manager = setup.child(
+        CONTROLLER_MANAGER,
+        controller_manager_argv(binaries[CONTROLLER_MANAGER], ports, files, kubeconfigs[CONTROLLER_MANAGER]),
+    )
+    scheduler = setup.child(SCHEDULER, scheduler_argv(binaries[SCHEDULER], ports, files, kubeconfigs[SCHEDULER]))
+    checks: dict[SupervisedChild, Callable[[], bool]] = {
+        controller_manager: lambda: (
+            healthz_ok(ports.controller_manager, files.ca_cert) and setup.api.exists(DEFAULT_SERVICE_ACCOUNT)
+        ),
+        scheduler: lambda: healthz_ok(ports.scheduler, files.ca_cert),
+    }
+    for child in (controller_manager, scheduler):
+        child.start()
+    if setup.fake_nodes:
+        checks[_launch_simulator(setup)] = lambda: fake_nodes_ready(setup.api, setup.fake_nodes)
+    return checks
+
+
+def _launch_simulator(setup: Launch) -> SupervisedChild:
     module = toolchain.module_dir("kwok")
     role = kwok.controller_role(module)
     setup.api.create(f"{RBAC}/clusterroles", role)
@@ -56,28 +80,12 @@ def launch(setup: Launch) -> dict[SupervisedChild, Callable[[], bool]]:
         setup.api.create("/api/v1/nodes", kwok.fake_node(name))
     stages = setup.workdir / "kwok-stages.yaml"
     stages.write_text(kwok.stage_config(module))
-    kubeconfigs = {
-        name: setup.files.write_kubeconfig(setup.workdir / f"{name}.kubeconfig", setup.server, name)
-        for name in (CONTROLLER_MANAGER, SCHEDULER, KWOK)
-    }
-    binaries, ports, files = setup.binaries, setup.ports, setup.files
-    controller_manager = setup.child(
-        CONTROLLER_MANAGER,
-        controller_manager_argv(binaries[CONTROLLER_MANAGER], ports, files, kubeconfigs[CONTROLLER_MANAGER]),
-    )
-    scheduler = setup.child(SCHEDULER, scheduler_argv(binaries[SCHEDULER], ports, files, kubeconfigs[SCHEDULER]))
+    kubeconfig = setup.files.write_kubeconfig(setup.workdir / f"{KWOK}.kubeconfig", setup.server, KWOK)
     simulator = setup.child(
-        KWOK, kwok.argv(binaries[KWOK], kubeconfig=kubeconfigs[KWOK], config=stages, server_port=ports.kwok)
+        KWOK, kwok.argv(setup.binaries[KWOK], kubeconfig=kubeconfig, config=stages, server_port=setup.ports.kwok)
     )
-    for child in (controller_manager, scheduler, simulator):
-        child.start()
-    return {
-        controller_manager: lambda: (
-            healthz_ok(ports.controller_manager, files.ca_cert) and setup.api.exists(DEFAULT_SERVICE_ACCOUNT)
-        ),
-        scheduler: lambda: healthz_ok(ports.scheduler, files.ca_cert),
-        simulator: lambda: fake_nodes_ready(setup.api, setup.fake_nodes),
-    }
+    simulator.start()
+    return simulator
 
 
 def fake_nodes_ready(api: AdminApi, names: Sequence[str]) -> bool:

@@ -72,6 +72,7 @@ class ControlPlane:
         *,
         components: Components = Components.CLUSTER,
         fake_nodes: int = 1,
+        apiserver_address: str = LOOPBACK,
         ready_timeout: float = 60.0,
         extra_apiserver_args: Sequence[str] = (),
         etcd_binary: Path | None = None,
@@ -80,10 +81,13 @@ class ControlPlane:
         """``workdir``: kept after ``stop()`` (its etcd data is wiped at start); default: a temp dir, removed.
 
         ``fake_nodes``: how many KWOK Nodes to create (:attr:`Components.CLUSTER` only).
+        ``apiserver_address``: where kube-apiserver listens (a real node's side of loopback: see
+        :mod:`scalekeeper_dev.node.network`).
         """
         if components is Components.CLUSTER and fake_nodes < 1:
             raise ValueError("a cluster needs at least one fake node for its Pods")
         self.components = components
+        self.apiserver_address = apiserver_address
         self._given_workdir = workdir
         self.ready_timeout = ready_timeout
         self._extra_apiserver_args = list(extra_apiserver_args)
@@ -127,7 +131,7 @@ class ControlPlane:
             supervised.register(self)
             self._started = True
             try:
-                self.ca = self.files.create()
+                self.ca = self.files.create(self.apiserver_address)
                 # Free ports are picked, not reserved: another process may bind
                 # one first, so a failed start is retried with fresh ports.
                 attempts = 3
@@ -199,9 +203,9 @@ class ControlPlane:
         ports = Ports(*(free_port() for _ in range(6)))
         self.etcd_port, self.apiserver_port = ports.etcd, ports.apiserver
         self.etcd_url = f"http://{LOOPBACK}:{ports.etcd}"
-        self.server = f"https://{LOOPBACK}:{ports.apiserver}"
+        self.server = f"https://{self.apiserver_address}:{ports.apiserver}"
         self._etcd = EtcdClient(self.etcd_url)
-        self._admin = AdminApi(ports.apiserver, self.files)
+        self._admin = AdminApi(ports.apiserver, self.files, self.apiserver_address)
         data_dir = self.workdir / "etcd-data"
         shutil.rmtree(data_dir, ignore_errors=True)
         self._children = {}
@@ -209,7 +213,9 @@ class ControlPlane:
         apiserver = self._child(
             "kube-apiserver",
             [
-                *apiserver_argv(self.binaries["kube-apiserver"], ports, self.files, self.components),
+                *apiserver_argv(
+                    self.binaries["kube-apiserver"], ports, self.files, self.components, self.apiserver_address
+                ),
                 *self._extra_apiserver_args,
             ],
         )
@@ -219,7 +225,7 @@ class ControlPlane:
         apiserver.start()
         self.ready_after |= wait_ready({apiserver: self._admin.ready}, self.ready_timeout)
         self.files.write_kubeconfig(self.kubeconfig, self.server, "admin")
-        if self.components is Components.CLUSTER:
+        if self.components is not Components.APISERVER:
             launch = controllers.Launch(
                 self._admin, self.files, self.workdir, self.server, self.binaries, ports, self.fake_nodes, self._child
             )

@@ -5,7 +5,8 @@ flake counts: the pinned nixpkgs needs Nix >= 2.18 (its lib/minfeatures.nix
 asks for builtins.readFileType), and the `nix-command` and `flakes` features.
 Debian's nix-bin 2.8, which CI installs for `nix-instantiate --parse`, is too
 old, so finding `nix` on PATH is not enough: without a usable Nix the image is
-built from the Dockerfile, and a one-line message says why.
+built from the Dockerfile (by docker, else daemonless by buildah), and a
+one-line message says why.
 
 A backend is a name, an availability check that explains itself, and the
 commands that write a docker-archive tarball (what `kind load image-archive`
@@ -21,11 +22,12 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scalekeeper_dev import imagearchive
+from scalekeeper_dev import buildah, imagearchive
 
 MIN_NIX_VERSION = (2, 18)
 NIX_FEATURES = ("nix-command", "flakes")
@@ -190,10 +192,24 @@ def context_digest() -> str:
     return digest.hexdigest()[:24]
 
 
+def buildah_availability() -> Availability:
+    reason = buildah.unavailable_reason()
+    if reason is not None:
+        return Availability(False, reason)
+    return Availability(True, "buildah, no daemon (the Dockerfile on a base debootstrapped from Debian)")
+
+
+def buildah_commands(request: ImageRequest) -> list[list[str]]:
+    ref = request.ref or f"{request.flavor.repository}:{context_digest()}"
+    build = [sys.executable, "-m", "scalekeeper_dev.buildah", "--archive", str(request.archive), "--ref", ref]
+    return [[*build, "--target", request.flavor.dockerfile_target]]
+
+
 def backends(nix: str = "nix") -> list[Backend]:
     return [
         Backend("nix", lambda: nix_availability(nix), nix_commands(nix)),
         Backend("docker", docker_availability, docker_commands()),
+        Backend("buildah", buildah_availability, buildah_commands),
     ]
 
 

@@ -46,6 +46,8 @@ class GoTool:
     # Tools of one module share its wrapper module's directory (and build lock),
     # so a second tool entry reuses the module download and the Go build cache.
     shares_build_of: str = ""
+    tags: tuple[str, ...] = ()  # Go build tags
+    real_node: bool = False  # only the real node needs it (Linux, root): not in ensure_all()
 
     @property
     def key(self) -> str:
@@ -134,6 +136,50 @@ TOOLS: dict[str, GoTool] = {
         version_args=("-version",),
         ldflags=("-X main.version=v1.9.3",),
     ),
+    # The real node (python/scalekeeper_dev/node/): same wrapper module and
+    # version stamps as kube-apiserver, so the Go build cache is shared.
+    "kubernetes-node": GoTool(
+        name="kubernetes-node",
+        module="k8s.io/kubernetes",
+        version=KUBERNETES_VERSION,
+        packages={
+            "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+            "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+        },
+        wrapper=True,
+        ldflags=_KUBE_VERSION_LDFLAGS,
+        shares_build_of=f"kubernetes-{KUBERNETES_VERSION}",
+        real_node=True,
+    ),
+    # containerd 2.x: kubelet's fallback for runtimes without the RuntimeConfig
+    # call (containerd 1.x, Debian's) is scheduled for removal. Static, so the
+    # cgo-only btrfs/zfs/devmapper snapshotters are left out.
+    "containerd": GoTool(
+        name="containerd",
+        module="github.com/containerd/containerd/v2",
+        version="v2.4.2",
+        packages={
+            "containerd": "github.com/containerd/containerd/v2/cmd/containerd",
+            "containerd-shim-runc-v2": "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+            "ctr": "github.com/containerd/containerd/v2/cmd/ctr",
+        },
+        ldflags=(
+            "-X github.com/containerd/containerd/v2/version.Version=v2.4.2",
+            "-X github.com/containerd/containerd/v2/version.Revision=gomod",
+        ),
+        tags=("no_btrfs", "no_zfs", "no_devmapper"),
+        real_node=True,
+    ),
+    # Cluster DNS for the real node's pods (the chart's test pod calls the
+    # Service by name); serves only cluster.local and forwards nothing.
+    "coredns": GoTool(
+        name="coredns",
+        module="github.com/coredns/coredns",
+        version="v1.14.7",
+        packages={"coredns": "github.com/coredns/coredns"},
+        version_args=("-version",),
+        real_node=True,
+    ),
     # gRPC load generator for `make bench` (python/scalekeeper_dev/bench.py).
     "ghz": GoTool(
         name="ghz",
@@ -219,7 +265,8 @@ def _build(tool: GoTool) -> None:
         target = package if tool.wrapper else f"{package}@{tool.version}"
         verb = ["build", "-mod=mod"] if tool.wrapper else ["install"]
         output = ["-o", str(staging / binary)] if tool.wrapper else []
-        _go([*verb, "-trimpath", "-ldflags", ldflags, *output, target], workdir, gobin=staging)
+        tags = ["-tags", ",".join(tool.tags)] if tool.tags else []
+        _go([*verb, "-trimpath", *tags, "-ldflags", ldflags, *output, target], workdir, gobin=staging)
     shutil.rmtree(tool.install_dir, ignore_errors=True)
     staging.rename(tool.install_dir)
 
@@ -263,4 +310,5 @@ def module_dir(tool_name: str) -> Path:
 
 
 def ensure_all() -> dict[str, Path]:
-    return {binary: ensure(binary) for binary in BINARIES}
+    """Every tool the workflow needs on any host (the real node's are built when it starts)."""
+    return {binary: ensure(binary) for binary, tool in BINARIES.items() if not tool.real_node}

@@ -218,7 +218,12 @@ def test_make_image_falls_back_to_the_dockerfile_below_nix_218(tmp_path: Path) -
 
 def test_make_image_with_no_usable_builder_says_why(tmp_path: Path) -> None:
     _stand_ins(tmp_path / "bin", "2.8.0", docker=False)
+    # A buildah that does not work (the real one would build: this host can run it).
+    (tmp_path / "bin" / "buildah").write_text("#!/bin/sh\necho 'cannot create storage' >&2\nexit 125\n")
+    (tmp_path / "bin" / "buildah").chmod(0o755)
     result = _make_image(tmp_path)
     assert result.returncode != 0
     assert "no image builder is usable: not nix: nix 2.8.0 is older than 2.18" in result.stderr
     assert "not docker: docker not found on PATH" in result.stderr
+    if os.geteuid() == 0 and sys.platform.startswith("linux"):
+        assert "failed: cannot create storage" in result.stderr

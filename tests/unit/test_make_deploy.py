@@ -38,4 +38,5 @@ def test_deploy_secrets_are_the_ones_the_chart_mounts(release: str) -> None:
     assert tls in created
     test_client = one(objects, "Pod")["spec"]["volumes"][0]["secret"]["secretName"]
     assert test_client in created
-    assert len(created) == 2
+    # The third is test-upgrade's writer, which only its traffic pod mounts.
+    assert created == {tls, test_client, f"{release}-writer-tls"}

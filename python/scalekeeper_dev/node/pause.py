@@ -1,0 +1,44 @@
+"""The pod sandbox ("pause") image, built here: no registry is reachable.
+
+It is Kubernetes' own ``build/pause/linux/pause.c`` from the pinned module,
+compiled statically and put alone in an image; the archive is cached next to
+the tools, so it is built once per Kubernetes version.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+from scalekeeper_dev import buildah, toolchain
+from scalekeeper_dev.node import configs
+
+
+def archive() -> Path:
+    """The pause image as a docker-archive, built on first use."""
+    path = toolchain.CACHE_DIR / "images" / f"pause-{toolchain.KUBERNETES_VERSION}.tar"
+    if path.exists():
+        return path
+    source = toolchain.module_dir("kubernetes") / "build" / "pause" / "linux" / "pause.c"
+    with tempfile.TemporaryDirectory(prefix="scalekeeper-pause-") as scratch:
+        binary = Path(scratch) / "pause"
+        subprocess.run(
+            [
+                "gcc",
+                "-Os",
+                "-Wall",
+                "-static",
+                f"-DVERSION={toolchain.KUBERNETES_VERSION}",
+                "-o",
+                str(binary),
+                str(source),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(["strip", str(binary)], check=True, capture_output=True)
+        partial = path.with_suffix(".partial")
+        buildah.build_static_image(configs.PAUSE_IMAGE, partial, binary, "/pause")
+        partial.rename(path)
+    return path
