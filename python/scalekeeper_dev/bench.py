@@ -138,6 +138,17 @@ def _shown(argv: list[str], workdir: Path) -> str:
     return shlex.join(argv).replace(str(workdir), "$WORKDIR").replace(sys.executable, "python")
 
 
+# Figures measured by other commands (make test-delivery) live at the end of the
+# report, under this heading; a new run keeps them instead of dropping them.
+HAND_WRITTEN_HEADING = "\n## Delivery on a real node"
+
+
+def _hand_written_tail(report: Path) -> str:
+    old = report.read_text() if report.exists() else ""
+    index = old.find(HAND_WRITTEN_HEADING)
+    return "" if index < 0 else old[index:]
+
+
 def render(results: Results, targets: list[Target], ghz: Ghz, invocation: str, workdir: Path) -> str:
     out: list[str] = [
         "# Benchmarks",
@@ -271,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         results.load_average_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
         results.notes += bench_reads.notes(results)
         targets = [target for section in SECTIONS if hasattr(section, "targets") for target in section.targets(results)]
-        Path(args.output).write_text(render(results, targets, ghz, invocation, workdir))
+        output = Path(args.output)
+        output.write_text(render(results, targets, ghz, invocation, workdir) + _hand_written_tail(output))
         print_summary(results, targets)
         print(f"\nwrote {args.output}")
     return 0

@@ -46,3 +46,14 @@ def test_certs_command_writes_and_keeps_dev_certs(tmp_path: Path, capsys: pytest
 def test_cluster_down_without_a_cluster_is_a_no_op(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cluster-down", "--dev-dir", str(tmp_path)]) == 0
     assert "no control plane running" in capsys.readouterr().out
+
+
+def test_a_new_benchmark_report_keeps_the_hand_written_delivery_figures(tmp_path: Path) -> None:
+    from scalekeeper_dev.bench import _hand_written_tail
+
+    report = tmp_path / "benchmarks.md"
+    assert _hand_written_tail(report) == ""
+    report.write_text("# Benchmarks\n\nold figures\n\n## Delivery on a real node (hand-written)\n\n| calls | 1140 |\n")
+    assert _hand_written_tail(report) == "\n## Delivery on a real node (hand-written)\n\n| calls | 1140 |\n"
+    report.write_text("# Benchmarks\n\nno hand-written part\n")
+    assert _hand_written_tail(report) == ""
