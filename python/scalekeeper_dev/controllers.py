@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scalekeeper_dev import kwok, toolchain
+from scalekeeper_dev import kwok, manifests, toolchain
 from scalekeeper_dev.adminapi import AdminApi
 from scalekeeper_dev.clusterpki import KWOK_USER, ClusterPki
 from scalekeeper_dev.components import (
@@ -75,7 +75,8 @@ def _launch_simulator(setup: Launch) -> SupervisedChild:
     module = toolchain.module_dir("kwok")
     role = kwok.controller_role(module)
     setup.api.create(f"{RBAC}/clusterroles", role)
-    setup.api.create(f"{RBAC}/clusterrolebindings", kwok.controller_role_binding(role["metadata"]["name"], KWOK_USER))
+    role_name = role["metadata"]["name"]
+    setup.api.create(f"{RBAC}/clusterrolebindings", manifests.cluster_role_binding(role_name, role_name, KWOK_USER))
     for name in setup.fake_nodes:
         setup.api.create("/api/v1/nodes", kwok.fake_node(name))
     stages = setup.workdir / "kwok-stages.yaml"

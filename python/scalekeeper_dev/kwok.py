@@ -76,16 +76,6 @@ def controller_role(module_dir: Path) -> JSON:
     raise KwokModuleError(f"no ClusterRole in {module_dir / ROLE_FILE}")
 
 
-def controller_role_binding(role_name: str, user: str) -> JSON:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": role_name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }
-
-
 def node_name(index: int) -> str:
     return f"{NODE_NAME_PREFIX}{index}"
 

@@ -23,3 +23,14 @@ def deployment(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def cluster_role_binding(name: str, role: str, user: str) -> dict[str, Any]:
+    """Binds ClusterRole ``role`` to ``user`` (a certificate's CN): the harness's components authenticate so."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from scalekeeper_dev.manifests import cluster_role_binding
+
 JSON = dict[str, Any]
 # (method, path, body) -> (status, body): the control plane's admin client.
 AdminRequest = Callable[[str, str, JSON | None], tuple[int, JSON]]
@@ -35,15 +37,6 @@ def _objects(node_name: str, coredns_user: str) -> list[tuple[str, JSON]]:
     """The kubelet's rights (bootstrap role system:node; RBAC stands in for the Node authorizer) and CoreDNS's."""
     rbac = "/apis/rbac.authorization.k8s.io/v1"
 
-    def binding(name: str, role: str, user: str) -> JSON:
-        return {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        }
-
     coredns_role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
@@ -56,8 +49,11 @@ def _objects(node_name: str, coredns_user: str) -> list[tuple[str, JSON]]:
     return [
         (
             f"{rbac}/clusterrolebindings",
-            binding(f"scalekeeper:node:{node_name}", "system:node", f"system:node:{node_name}"),
+            cluster_role_binding(f"scalekeeper:node:{node_name}", "system:node", f"system:node:{node_name}"),
         ),
         (f"{rbac}/clusterroles", coredns_role),
-        (f"{rbac}/clusterrolebindings", binding("scalekeeper:coredns", "scalekeeper:coredns", coredns_user)),
+        (
+            f"{rbac}/clusterrolebindings",
+            cluster_role_binding("scalekeeper:coredns", "scalekeeper:coredns", coredns_user),
+        ),
     ]
