@@ -65,9 +65,13 @@ def test_a_deployment_rolls_out_onto_fake_nodes_and_scales_to_zero(admin_api: Ap
 
     apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 0}})
     eventually(lambda: not _pods(admin_api, namespace), "every Pod deleted", timeout=ROLLOUT_TIMEOUT)
-    status = apps.read_namespaced_deployment_status("web", namespace).status
-    assert not status.ready_replicas
-    assert not status.available_replicas
+
+    def counts_zero() -> bool:
+        # The Deployment's status follows the Pods' deletion a moment later (ReplicaSet, then Deployment sync).
+        status = apps.read_namespaced_deployment_status("web", namespace).status
+        return not status.ready_replicas and not status.available_replicas
+
+    eventually(counts_zero, "ready and available replicas back to 0", timeout=ROLLOUT_TIMEOUT)
 
 
 def test_every_new_namespace_gets_a_default_service_account(admin_api: ApiClient, namespace: str) -> None:

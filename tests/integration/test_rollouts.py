@@ -91,7 +91,8 @@ def test_scale_up_down_and_to_zero_are_reported_as_pods_come_and_go(rollouts: Ro
     replicas = rollouts.reaches("web", ready=0)
     assert (replicas.condition.status, replicas.condition.reason) == ("True", "Scaled")
     eventually(lambda: not rollouts.pods("web"), "every Pod deleted", timeout=ROLLOUT)
-    assert rollouts.scale_status("web")["readyReplicas"] == 0
+    # The controller copies the Deployment's counts into the status after it sees them: a moment later.
+    eventually(lambda: rollouts.scale_status("web").get("readyReplicas") == 0, "the DeploymentScale's readyReplicas")
 
 
 def test_watch_replicas_streams_the_rollout_until_all_are_ready(rollouts: Rollouts) -> None:
