@@ -20,7 +20,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from scalekeeper import config, logs, loop_lag, metrics
+from scalekeeper import config, gc_tuning, logs, loop_lag, metrics
 from scalekeeper.cache.informers import ClusterCache
 from scalekeeper.config import Settings
 from scalekeeper.controller.controller import Controller
@@ -114,6 +114,8 @@ class App:
         await cache.start()
         self._cache = cache
         self._cleanups.append(("cache", cache.stop))
+        heap_freezer = asyncio.create_task(gc_tuning.freeze_once_synced(cache.wait_synced), name="gc freeze")
+        self._cleanups.append(("gc freeze", heap_freezer.cancel))
 
         service = ReplicaService(
             cache,

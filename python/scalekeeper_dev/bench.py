@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scalekeeper_dev.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"), help="the Markdown report")
     parser.add_argument("--duration", default="10s", help="each load run (sections 1, 5 and 6)")
-    parser.add_argument("--repeat", type=int, default=2, help="load runs per measurement; the least disturbed counts")
+    parser.add_argument("--repeat", type=int, default=3, help="load runs per measurement; the least disturbed counts")
     parser.add_argument("--changes", type=int, default=200, help="samples for sections 3 and 4")
     parser.add_argument(
         "--scale-namespaces", type=_counts, default=[100, 1000], help="section 5: comma-separated sizes (0 skips it)"

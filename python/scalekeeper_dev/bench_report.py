@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from scalekeeper_dev.bench_env import cpu_seconds
+from scalekeeper_dev.bench_env import cpu_seconds, metric_sum
 from scalekeeper_dev.bench_load import Ghz, LoadResult
 
 if TYPE_CHECKING:
@@ -117,3 +117,24 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 def statuses(result: LoadResult) -> str:
     errors = {k: v for k, v in result.statuses.items() if k != "OK"}
     return ", ".join(f"{k} {v}" for k, v in errors.items()) or "-"
+
+
+@dataclass
+class LagWindow:
+    """A window of one of the server's event-loop lag histograms, between two scrapes."""
+
+    samples: int
+    over_20ms: int
+    worst_bucket: str
+
+    @classmethod
+    def between(cls, name: str, before: dict, after: dict) -> LagWindow:  # type: ignore[type-arg]
+        count = int(metric_sum(after, f"{name}_count") - metric_sum(before, f"{name}_count"))
+        within = {
+            float(dict(labels)["le"]): value - before.get((sample, labels), 0.0)
+            for (sample, labels), value in after.items()
+            if sample == f"{name}_bucket"
+        }
+        reached = min((bound for bound, n in within.items() if n >= count), default=math.inf)
+        worst = f"<= {reached * 1000:.0f} ms" if reached != math.inf else "> 5 s"
+        return cls(count, int(count - within.get(0.02, 0.0)), worst)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -18,6 +20,7 @@ from scalekeeper.cache.store import EventType, Store
 from scalekeeper.kube.client import KubeClient, connect
 from scalekeeper.kube.resources import DEPLOYMENTS
 from scalekeeper_dev import manifests
+from scalekeeper_dev.components import Components
 from scalekeeper_dev.controlplane import ControlPlane
 from scalekeeper_dev.testcluster import TestCluster
 
@@ -40,20 +43,66 @@ async def cache(kube: KubeClient, namespace: str, scalekeeper_crd: str) -> Async
     await cache.stop()
 
 
-async def test_initial_list_is_paginated_and_complete(kube: KubeClient, admin_api: client.ApiClient, namespace: str):
+@pytest.mark.parametrize("streaming_list", [True, False], ids=["streaming-list", "paginated-list"])
+async def test_initial_list_is_complete(
+    kube: KubeClient, admin_api: client.ApiClient, namespace: str, streaming_list: bool
+) -> None:
     apps = client.AppsV1Api(admin_api)
     for i in range(7):
         apps.create_namespaced_deployment(namespace, manifests.deployment(f"web-{i}", replicas=i))
     store: Store[DeploymentView] = Store("deployments")
-    reflector = Reflector(kube, DEPLOYMENTS, store, DeploymentView.from_object, namespace=namespace, page_size=3)
+    reflector = Reflector(
+        kube,
+        DEPLOYMENTS,
+        store,
+        DeploymentView.from_object,
+        namespace=namespace,
+        page_size=3,
+        streaming_list=streaming_list,
+    )
     task = asyncio.create_task(reflector.run())
     try:
         async with asyncio.timeout(30):
             await reflector.listed.wait()
         assert sorted((v.name, v.spec_replicas) for v in store.values()) == [(f"web-{i}", i) for i in range(7)]
         assert reflector.healthy
+        # The watch that follows (the streaming list's own, or one from the list's version) sees what comes next.
+        apps.patch_namespaced_deployment_scale("web-3", namespace, {"spec": {"replicas": 9}})
+        await eventually_async(
+            lambda: (view := store.get((namespace, "web-3"))) is not None and view.spec_replicas == 9,
+            "the change after the list",
+        )
     finally:
         task.cancel()
+
+
+async def test_an_apiserver_that_refuses_streaming_lists_is_listed_by_pages(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "scalekeeper.cache.reflector")
+    with ControlPlane(
+        tmp_path / "no-watch-list",
+        components=Components.APISERVER,
+        extra_apiserver_args=["--feature-gates=WatchList=false"],
+    ) as plane:
+        kube = await connect(plane.kubeconfig)
+        try:
+            await kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": "paged"}})
+            for i in range(5):
+                await kube.request("POST", DEPLOYMENTS.path("paged"), body=manifests.deployment(f"web-{i}", i))
+            store: Store[DeploymentView] = Store("deployments")
+            reflector = Reflector(kube, DEPLOYMENTS, store, DeploymentView.from_object, page_size=2)
+            task = asyncio.create_task(reflector.run())
+            try:
+                async with asyncio.timeout(30):
+                    await reflector.listed.wait()
+                assert sorted(v.name for v in store.values()) == [f"web-{i}" for i in range(5)]
+                assert reflector.healthy
+                assert any("refused a streaming list" in r.getMessage() for r in caplog.records), caplog.text
+            finally:
+                task.cancel()
+        finally:
+            await kube.close()
 
 
 async def test_watch_follows_creates_updates_and_deletes(

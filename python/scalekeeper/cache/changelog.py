@@ -11,8 +11,9 @@ from a fresh snapshot, which is what 410 Gone means to an apiserver client.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Generic, TypeVar
+
+from scalekeeper.cache.waiters import Waiters
 
 T = TypeVar("T")
 
@@ -29,9 +30,7 @@ class ChangeLog(Generic[T]):
         self._ring: list[T | None] = [None] * capacity
         self.last_seq = 0  # sequence number of the newest change; 0 before the first
         self.closed = False
-        # Replaced on every append, so that a waiter wakes once per batch of
-        # appends and one set() wakes every waiter (asyncio.Event keeps no history).
-        self._appended = asyncio.Event()
+        self._waiters = Waiters()
 
     @property
     def first_seq(self) -> int:
@@ -41,7 +40,7 @@ class ChangeLog(Generic[T]):
     def append(self, change: T) -> int:
         self.last_seq += 1
         self._ring[self.last_seq % self.capacity] = change
-        self._wake()
+        self._waiters.wake_all()
         return self.last_seq
 
     def read(self, cursor: int, limit: int) -> list[tuple[int, T]]:
@@ -55,13 +54,9 @@ class ChangeLog(Generic[T]):
     async def wait_after(self, cursor: int) -> None:
         """Return once a change after ``cursor`` exists, or the log was closed."""
         while self.last_seq <= cursor and not self.closed:
-            await self._appended.wait()
+            await self._waiters.wait()
 
     def close(self) -> None:
         """Wake every waiter for good; consumers check ``closed`` and end."""
         self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        woken, self._appended = self._appended, asyncio.Event()
-        woken.set()
+        self._waiters.wake_all()

@@ -47,11 +47,14 @@ class ClusterCache:
                 namespace=namespace,
                 watch_timeout_seconds=watch_timeout_seconds,
                 watch_read_timeout_seconds=watch_read_timeout_seconds,
+                on_health_change=self._recount_health,
             )
             for resource, store, project in kinds
             for namespace in (namespaces or ("",))
         ]
         self._tasks: list[asyncio.Task[None]] = []
+        # Every read asks ``healthy``: kept up to date when a reflector's health or task changes, not recomputed.
+        self._healthy = False
         # Deployment key -> keys of the HPAs that scale it; kept by a store handler
         # so that the controller's and SetReplicas' look-up is O(1).
         self._hpas_by_target: dict[Key, set[Key]] = {}
@@ -63,7 +66,10 @@ class ClusterCache:
 
     @property
     def healthy(self) -> bool:
-        return self._running and all(reflector.listed.is_set() and reflector.healthy for reflector in self._reflectors)
+        return self._healthy
+
+    def _recount_health(self, _ended: object = None) -> None:
+        self._healthy = self._running and all(reflector.healthy for reflector in self._reflectors)
 
     @property
     def _running(self) -> bool:
@@ -91,12 +97,15 @@ class ClusterCache:
         ]
         for task in self._tasks:
             task.add_done_callback(_log_end)
+            task.add_done_callback(self._recount_health)
+        self._recount_health()
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        self._recount_health()
 
     async def wait_synced(self) -> None:
         """Return once every kind has been listed; bound it with ``asyncio.timeout``."""

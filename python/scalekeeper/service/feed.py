@@ -10,11 +10,10 @@ handler does O(1) work per change, however many streams are open.
 
 from __future__ import annotations
 
-import asyncio
-
 from scalekeeper.cache.changelog import ChangeLog
 from scalekeeper.cache.projections import DeploymentView, Key, ScaleView
 from scalekeeper.cache.store import EventType, Store
+from scalekeeper.cache.waiters import Waiters
 from scalekeeper.service.api_view import to_replicas
 from scalekeeper.v1 import replicas_pb2 as pb
 
@@ -54,12 +53,12 @@ class ReplicasChange:
 
 
 class _Wakeup:
-    """Set by the first change in a namespace after a stream of that namespace went to sleep."""
+    """Fired by the first change in a namespace after a stream of that namespace went to sleep."""
 
-    __slots__ = ("event", "first_seq")
+    __slots__ = ("first_seq", "waiters")
 
     def __init__(self) -> None:
-        self.event = asyncio.Event()
+        self.waiters = Waiters()
         self.first_seq = 0
 
 
@@ -87,7 +86,7 @@ class ReplicasFeed:
         self._remove_handlers = []
         self.log.close()
         for wakeup in self._wakeups.values():
-            wakeup.event.set()
+            wakeup.waiters.wake_all()
         self._wakeups.clear()
 
     async def wait_in(self, namespace: str, cursor: int) -> int:
@@ -101,7 +100,7 @@ class ReplicasFeed:
         wakeup = self._wakeups.get(namespace)
         if wakeup is None:
             wakeup = self._wakeups[namespace] = _Wakeup()
-        await wakeup.event.wait()
+        await wakeup.waiters.wait()
         return max(cursor, wakeup.first_seq - 1)
 
     def _append(self, change: ReplicasChange) -> None:
@@ -111,7 +110,7 @@ class ReplicasFeed:
         wakeup = self._wakeups.pop(namespace, None)
         if wakeup is not None:
             wakeup.first_seq = seq
-            wakeup.event.set()
+            wakeup.waiters.wake_all()
 
     def replicas(self, key: Key) -> pb.Replicas | None:
         """The API view of the Deployment ``key``; shared, so callers must not modify it."""
