@@ -114,8 +114,8 @@ class App:
         await cache.start()
         self._cache = cache
         self._cleanups.append(("cache", cache.stop))
-        heap_freezer = asyncio.create_task(gc_tuning.freeze_once_synced(cache.wait_synced), name="gc freeze")
-        self._cleanups.append(("gc freeze", heap_freezer.cancel))
+        gc_tuner = asyncio.create_task(gc_tuning.tune_once_synced(cache.wait_synced), name="gc tuning")
+        self._cleanups.append(("gc tuning", gc_tuner.cancel))
 
         service = ReplicaService(
             cache,

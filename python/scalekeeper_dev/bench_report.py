@@ -46,6 +46,8 @@ class Results:
     bare_argv: list[str] = field(default_factory=list)
     # (method, concurrency) -> (scalekeeper, bare grpcio)
     load: dict[tuple[str, int], tuple[LoadResult, LoadResult]] = field(default_factory=dict)
+    # (method, concurrency) -> median over the interleaved rounds of ours/bare CPU per call
+    cpu_ratios: dict[tuple[str, int], float] = field(default_factory=dict)
     http_get: LoadResult | None = None
     # CPU ms per second each server uses with no call in flight (scalekeeper: cache, controller, health, timers).
     idle_cpu_ms_per_s: tuple[float, float] = (math.nan, math.nan)
