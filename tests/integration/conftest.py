@@ -22,6 +22,9 @@ Fixtures:
     every server it started is stopped at the end of the test.
 ``deployments``
     factory ``deployments(namespace, names, replicas=1)`` creating Deployments as admin.
+``apiserver_only``
+    a :class:`ControlPlane` of the test's own, etcd and kube-apiserver alone (CRD installed), for tests
+    that count the apiserver's requests: on the shared cluster its controllers' requests count too.
 ``make_release``
     factory ``make_release(*settings) -> Release``: the chart installed in the
     test's namespace (chart_releases.py), uninstalled afterwards.
@@ -61,6 +64,9 @@ from server_harness import (  # noqa: E402
 )
 from transport_clients import TRANSPORTS, Api  # noqa: E402
 
+from scalekeeper_dev.components import Components  # noqa: E402
+from scalekeeper_dev.controlplane import ControlPlane  # noqa: E402
+from scalekeeper_dev.crd import install_crd  # noqa: E402
 from scalekeeper_dev.testcluster import dns_label as _dns_label  # noqa: E402
 
 if TYPE_CHECKING:
@@ -97,6 +103,19 @@ def scalekeeper_server(
     log_dir = tmp_path_factory.mktemp("scalekeeper-log")
     with server_factory(test_cluster.admin_kubeconfig, server_pki, log_dir) as start:
         yield start()
+
+
+@pytest.fixture
+def apiserver_only(tmp_path: Path) -> Iterator[ControlPlane]:
+    from kubernetes import config
+
+    with ControlPlane(tmp_path / "apiserver-only", components=Components.APISERVER) as plane:
+        admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        try:
+            install_crd(admin)
+        finally:
+            admin.close()
+        yield plane
 
 
 @pytest.fixture

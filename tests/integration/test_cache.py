@@ -203,27 +203,30 @@ def _apiserver_watches(control_plane: ControlPlane, resource: str) -> float:
     return total
 
 
-async def test_a_watch_that_closes_at_once_backs_off(kube: KubeClient, control_plane: ControlPlane, namespace: str):
+async def test_a_watch_that_closes_at_once_backs_off(apiserver_only: ControlPlane):
     # The apiserver ends each watch after 1 s (its smallest timeout); with min_watch_seconds
     # above that, every watch counts as "closed at once with no event", as a proxy closing
-    # watches would make them. Reopened at once, 12 s would see about 12 watches.
+    # watches would make them. Reopened at once, 12 s would see about 12 watches; with the
+    # backoff (0.2 s doubling, half of it random) 5 to 7. An apiserver of the test's own:
+    # the shared cluster's controller-manager re-opens watches of Deployments too.
+    kube = await connect(apiserver_only.kubeconfig)
     store: Store[DeploymentView] = Store("deployments")
     reflector = Reflector(
         kube,
         DEPLOYMENTS,
         store,
         DeploymentView.from_object,
-        namespace=namespace,
         watch_timeout_seconds=1,
         watch_read_timeout_seconds=10.0,
         min_watch_seconds=30.0,
     )
-    before = await asyncio.to_thread(_apiserver_watches, control_plane, "deployments")
+    before = await asyncio.to_thread(_apiserver_watches, apiserver_only, "deployments")
     task = asyncio.create_task(reflector.run())
     try:
         await asyncio.sleep(12)  # the window observed, not a wait for a condition
-        watches = await asyncio.to_thread(_apiserver_watches, control_plane, "deployments") - before
+        watches = await asyncio.to_thread(_apiserver_watches, apiserver_only, "deployments") - before
     finally:
         task.cancel()
+        await kube.close()
     assert 1 <= watches <= 7, f"{watches} watch requests in 12 s"
     assert "closed at once" in reflector.last_error or "ended after" in reflector.last_error, reflector.last_error
