@@ -39,6 +39,7 @@ async def test_a_cancelled_waiter_is_skipped_and_late_waiters_wait_for_the_next_
     await asyncio.sleep(0)
     cancelled.cancel()
     await asyncio.sleep(0)
+    assert len(waiters) == 1  # the cancelled one is gone at once, not at the next wake
     waiters.wake_all()
     await asyncio.wait_for(kept, timeout=5)
     assert cancelled.cancelled()

@@ -11,6 +11,7 @@ keeps each turn short, at the price of a few turns' delay for the last ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 # Waiters woken per turn of the event loop; each then sends about one message (~0.1-0.2 ms here).
 WAKE_BATCH = 16
@@ -24,10 +25,17 @@ class Waiters:
         return len(self._futures)
 
     async def wait(self) -> None:
-        """Return at the next ``wake_all`` (or at once, for a waiter cancelled meanwhile: it raises)."""
+        """Return at the next ``wake_all``."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._futures.append(future)
-        await future
+        try:
+            await future
+        except asyncio.CancelledError:
+            # A stream that ends while waiting (its client left) must not stay listed until the next change,
+            # which in a quiet namespace may never come; one already being woken is skipped by ``_wake``.
+            with contextlib.suppress(ValueError):
+                self._futures.remove(future)
+            raise
 
     def wake_all(self) -> None:
         """Wake everyone waiting now; later waiters wait for the next call."""
