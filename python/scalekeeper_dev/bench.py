@@ -60,6 +60,7 @@ from scalekeeper_dev.bench_load import Ghz  # noqa: E402
 from scalekeeper_dev.bench_report import MB, SMALL_NAMES, SMALL_NAMESPACE, Results, Target, log, ms, table  # noqa: E402
 from scalekeeper_dev.components import Components  # noqa: E402
 from scalekeeper_dev.controlplane import ControlPlane  # noqa: E402
+from scalekeeper_dev.crd import install_crd_on  # noqa: E402
 
 # Rendered in this order; each contributes its section and its targets.
 SECTIONS = (bench_reads, bench_apiserver, bench_changes, bench_scale, bench_watchers, bench_profile)
@@ -224,18 +225,6 @@ def _workdir(path: str | None) -> Iterator[Path]:
             print(f"logs kept in {directory}", file=sys.stderr)
 
 
-def _install_crd(plane: ControlPlane) -> None:
-    from kubernetes import config
-
-    from scalekeeper_dev.crd import install_crd
-
-    admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
-    try:
-        install_crd(admin)
-    finally:
-        admin.close()
-
-
 def _counts(value: str) -> list[int]:
     return [int(part) for part in value.split(",") if part.strip() and int(part)]
 
@@ -271,12 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         log(f"starting etcd and kube-apiserver (workdir {workdir})")
         # The apiserver alone: nothing acts on 100,000 Deployments but scalekeeper.
         with ControlPlane(workdir / "control-plane", components=Components.APISERVER) as plane:
-            _install_crd(plane)
+            install_crd_on(plane.kubeconfig)
             asyncio.run(run(args, plane, workdir, results, ghz))
         if args.cluster and not args.skip_latency:
             log("starting a control plane with kube-controller-manager, kube-scheduler and KWOK")
             with ControlPlane(workdir / "cluster", components=Components.CLUSTER) as plane:
-                _install_crd(plane)
+                install_crd_on(plane.kubeconfig)
                 asyncio.run(bench_changes.measure_on_cluster(results, plane, ghz.certs, workdir, args.changes))
         results.elapsed_s = time.perf_counter() - started
         results.load_average_end = " ".join(f"{x:.2f}" for x in os.getloadavg())

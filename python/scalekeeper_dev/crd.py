@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 CRD_MANIFEST = Path(__file__).resolve().parents[2] / "helm" / "scalekeeper" / "files" / "crds" / "deploymentscales.yaml"
@@ -32,3 +32,12 @@ def install_crd(api: client.ApiClient, *, timeout: float = 30.0) -> str:
             return str(name)
         time.sleep(0.1)
     raise TimeoutError(f"CRD {name} was not established within {timeout:.0f}s")
+
+
+def install_crd_on(kubeconfig: Path) -> str:
+    """``install_crd`` as the admin of ``kubeconfig`` (a control plane of a test's or benchmark's own)."""
+    admin = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        return install_crd(admin)
+    finally:
+        admin.close()

@@ -66,7 +66,7 @@ from transport_clients import TRANSPORTS, Api  # noqa: E402
 
 from scalekeeper_dev.components import Components  # noqa: E402
 from scalekeeper_dev.controlplane import ControlPlane  # noqa: E402
-from scalekeeper_dev.crd import install_crd  # noqa: E402
+from scalekeeper_dev.crd import install_crd_on  # noqa: E402
 from scalekeeper_dev.testcluster import dns_label as _dns_label  # noqa: E402
 
 if TYPE_CHECKING:
@@ -107,14 +107,8 @@ def scalekeeper_server(
 
 @pytest.fixture
 def apiserver_only(tmp_path: Path) -> Iterator[ControlPlane]:
-    from kubernetes import config
-
     with ControlPlane(tmp_path / "apiserver-only", components=Components.APISERVER) as plane:
-        admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
-        try:
-            install_crd(admin)
-        finally:
-            admin.close()
+        install_crd_on(plane.kubeconfig)
         yield plane
 
 

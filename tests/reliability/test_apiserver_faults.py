@@ -23,6 +23,7 @@ from server_harness import ServerProcess, eventually
 from scalekeeper.v1 import replicas_pb2 as pb
 from scalekeeper_dev import manifests
 from scalekeeper_dev.controlplane import Components, ControlPlane
+from scalekeeper_dev.crd import install_crd_on
 
 StartServer = Callable[..., ServerProcess]
 
@@ -109,19 +110,11 @@ def uncached_control_plane(tmp_path: Path) -> Iterator[ControlPlane]:
     it every watch does, so compaction deterministically turns a re-watch from
     an old resourceVersion into 410 Gone, the case under test.
     """
-    from kubernetes import config
-
-    from scalekeeper_dev.crd import install_crd
-
     # The API alone: the open-watch count below must be the server's only.
     with ControlPlane(
         tmp_path / "uncached", components=Components.APISERVER, extra_apiserver_args=["--watch-cache=false"]
     ) as plane:
-        admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
-        try:
-            install_crd(admin)
-        finally:
-            admin.close()
+        install_crd_on(plane.kubeconfig)
         yield plane
 
 
