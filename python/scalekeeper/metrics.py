@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-REQUESTS = Counter(
-    "scalekeeper_requests_total",
-    "API calls handled, by transport (grpc, http), method and result code.",
-    ["transport", "method", "code"],
-)
+# No separate request counter: the histogram's _count is one, and every call pays for each series it updates.
 REQUEST_LATENCY = Histogram(
     "scalekeeper_request_duration_seconds",
-    "API call latency; for WatchReplicas the lifetime of the stream.",
+    "API calls handled, by transport (grpc, http), method and result code, and their latency "
+    "(for WatchReplicas the lifetime of the stream); _count counts the calls.",
     ["transport", "method", "code"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120, 600),
 )

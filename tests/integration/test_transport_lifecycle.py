@@ -120,9 +120,9 @@ def test_metrics(scalekeeper_server: ServerProcess) -> None:
     status, text = scalekeeper_server.health_get("/metrics")
     assert status == 200
     expected = [
-        'scalekeeper_requests_total{code="OK",method="ListDeployments",transport="grpc"}',
-        'scalekeeper_requests_total{code="NOT_FOUND",method="GetReplicas",transport="grpc"}',
-        'scalekeeper_requests_total{code="OK",method="ListDeployments",transport="http"}',
+        'scalekeeper_request_duration_seconds_count{code="OK",method="ListDeployments",transport="grpc"}',
+        'scalekeeper_request_duration_seconds_count{code="NOT_FOUND",method="GetReplicas",transport="grpc"}',
+        'scalekeeper_request_duration_seconds_count{code="OK",method="ListDeployments",transport="http"}',
         'scalekeeper_request_duration_seconds_bucket{code="OK",le="0.1",method="ListDeployments",transport="grpc"}',
         'scalekeeper_cache_objects{kind="deployments"}',
         "scalekeeper_ready 1.0",

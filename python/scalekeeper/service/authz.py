@@ -45,7 +45,7 @@ class Authorizer:
 
     def authorize(self, identity: Identity, permission: Permission, method: str) -> None:
         allowed = self._writers if permission is Permission.WRITE else self._readers
-        if identity.names & allowed:
+        if not identity.names.isdisjoint(allowed):
             return
         log.warning(
             "permission denied",

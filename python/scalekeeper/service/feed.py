@@ -114,6 +114,9 @@ class ReplicasFeed:
 
     def replicas(self, key: Key) -> pb.Replicas | None:
         """The API view of the Deployment ``key``; shared, so callers must not modify it."""
+        change = self._latest.get(key)
+        if change is not None:
+            return change.message.replicas
         deployment = self.deployments.get(key)
         return self.view(deployment) if deployment is not None else None
 

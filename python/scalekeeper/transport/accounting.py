@@ -1,4 +1,4 @@
-"""Accounting of one API call: the in-flight gauge, request count and latency, and the access-log line.
+"""Accounting of one API call: the in-flight gauge, the count and latency of calls, and the access-log line.
 
 Shared by both transports, so a call counts and logs the same way whichever
 port it came in on.
@@ -21,12 +21,14 @@ def _in_flight(transport: str) -> Any:
 
 
 @functools.cache
-def _outcome_series(transport: str, method: str, code: str) -> tuple[Any, Any]:
-    return metrics.REQUESTS.labels(transport, method, code), metrics.REQUEST_LATENCY.labels(transport, method, code)
+def _latency(transport: str, method: str, code: str) -> Any:
+    return metrics.REQUEST_LATENCY.labels(transport, method, code)
 
 
 class CallRecord:
     """Times one call and, when finished, counts it and writes its access-log line."""
+
+    __slots__ = ("_done", "_start", "identity", "method", "transport")
 
     def __init__(self, transport: str, method: str, identity: str) -> None:
         self.transport = transport
@@ -43,9 +45,7 @@ class CallRecord:
         self._done = True
         _in_flight(self.transport).dec()
         elapsed = time.perf_counter() - self._start
-        requests, latency = _outcome_series(self.transport, self.method, code)
-        requests.inc()
-        latency.observe(elapsed)
+        _latency(self.transport, self.method, code).observe(elapsed)
         logs.log_call(self.transport, self.method, self.identity, code, elapsed * 1000)
 
     def fail(self, error: BaseException) -> Failure:
