@@ -138,7 +138,7 @@ async def measure_missed(results: Results, ghz: Ghz, server: Scalekeeper, workdi
         await _profile_under_load(
             results, ghz, server, workdir, label="GetReplicas, c=16", method="GetReplicas", messages=get_messages()
         )
-    if results.cpu_ratios.get(("ListDeployments", 16), 0.0) > bench_reads.TARGET_CPU_RATIO:
+    if results.cpu_ratio("ListDeployments", 16) > bench_reads.TARGET_CPU_RATIO:
         await _profile_under_load(
             results,
             ghz,

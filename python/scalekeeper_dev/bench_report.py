@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,8 +47,8 @@ class Results:
     bare_argv: list[str] = field(default_factory=list)
     # (method, concurrency) -> (scalekeeper, bare grpcio)
     load: dict[tuple[str, int], tuple[LoadResult, LoadResult]] = field(default_factory=dict)
-    # (method, concurrency) -> median over the interleaved rounds of ours/bare CPU per call
-    cpu_ratios: dict[tuple[str, int], float] = field(default_factory=dict)
+    # (method, concurrency) -> each interleaved round's ratio of ours to bare CPU per call
+    cpu_round_ratios: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     http_get: LoadResult | None = None
     # CPU ms per second each server uses with no call in flight (scalekeeper: cache, controller, health, timers).
     idle_cpu_ms_per_s: tuple[float, float] = (math.nan, math.nan)
@@ -70,6 +71,15 @@ class Results:
 
     def get_replicas(self, concurrency: int = 16) -> tuple[LoadResult | None, LoadResult | None]:
         return self.load.get(("GetReplicas", concurrency), (None, None))
+
+    def cpu_ratio(self, method: str, concurrency: int) -> float:
+        """Ours against bare in CPU per call: the median of the rounds' ratios (nan if not measured).
+
+        Each round's two runs are seconds apart and share the machine's state: their ratio cancels what
+        drifts between rounds, which comparing the lowest figure of each side would not.
+        """
+        ratios = self.cpu_round_ratios.get((method, concurrency))
+        return statistics.median(ratios) if ratios else math.nan
 
 
 def log(message: str) -> None:
