@@ -38,6 +38,9 @@ Fixtures:
 ``start_controller``
     async factory ``start_controller(elector_identity=None, lease=None, fights=None)``: an in-process
     controller (own client and cache) on the test's event loop -> ``(controller, instrumented, cache)``.
+``managed``
+    for the API edge-case tests: the Deployment ``api_edges_support.NAME`` in the test's namespace,
+    its desired count set to 2 through ``scalekeeper_server`` and in its cache; its path on the HTTP mirror.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
+from api_edges_support import NAME as EDGE_NAME  # noqa: E402
 from chart_releases import Release, adopt_crd  # noqa: E402
 from controller_harness import Cluster, Factory, controller_factory  # noqa: E402
 from kubernetes import client  # noqa: E402
@@ -60,10 +64,12 @@ from server_harness import (  # noqa: E402
     ServerProcess,
     StartServer,
     deployment_manifest,
+    eventually,
     server_factory,
 )
 from transport_clients import TRANSPORTS, Api  # noqa: E402
 
+from scalekeeper.v1 import replicas_pb2 as pb  # noqa: E402
 from scalekeeper_dev.components import Components  # noqa: E402
 from scalekeeper_dev.controlplane import ControlPlane  # noqa: E402
 from scalekeeper_dev.crd import install_crd_on  # noqa: E402
@@ -186,3 +192,18 @@ def writer(api_for: Callable[[str], Api]) -> Api:
 @pytest.fixture
 def reader(api_for: Callable[[str], Api]) -> Api:
     return api_for("reader")
+
+
+@pytest.fixture
+def managed(scalekeeper_server: ServerProcess, namespace: str, deployments: Callable[..., list[str]]) -> str:
+    """A Deployment whose desired count is 2; its path on the HTTP mirror."""
+    deployments(namespace, [EDGE_NAME], replicas=2)
+    stub = scalekeeper_server.stub("writer")
+    eventually(lambda: stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name=EDGE_NAME)), "the Deployment")
+    stub.SetReplicas(pb.SetReplicasRequest(namespace=namespace, name=EDGE_NAME, replicas=2), timeout=10)
+    # Reads are served from the cache: wait until it holds the DeploymentScale too.
+    eventually(
+        lambda: stub.GetReplicas(pb.GetReplicasRequest(namespace=namespace, name=EDGE_NAME)).desired_version,
+        "the DeploymentScale in the cache",
+    )
+    return f"/v1/namespaces/{namespace}/deployments/{EDGE_NAME}/replicas"

@@ -1,29 +1,19 @@
 """The DeploymentScale controller against the real apiserver, run in-process on the test's event loop.
 
 What these tests check is spec.replicas (what the controller writes), the
-DeploymentScale's status, Events, the Lease, and which client wrote what; the
-Pods that kube-controller-manager and KWOK then create and make Ready are
-covered by test_rollouts.py. Helpers and what they can observe: ``controller_harness.py``.
+DeploymentScale's status, Events, and which client wrote what, as the
+DeploymentScale, its Deployment and an HPA come, change and go; the Pods that
+kube-controller-manager and KWOK then create and make Ready are covered by
+test_rollouts.py, kubectl and the CRD's schema by test_controller_kubectl.py,
+the Lease by test_controller_leader_election.py. Helpers and what they can
+observe: ``controller_harness.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import TypeVar
-
-import pytest
-import yaml
-from controller_harness import GROUP, PLURAL, VERSION, Cluster, Factory, idle, scale_manifest
-from kubernetes.client.rest import ApiException
+from controller_harness import GROUP, PLURAL, VERSION, Cluster, Factory, idle
 
 from polling import eventually_async
-from scalekeeper_dev.testcluster import TestCluster
-
-T = TypeVar("T")
-
-
-# --- tests -----------------------------------------------------------------------------------------------------
 
 
 async def test_desired_count_is_applied_and_reported(cluster: Cluster, start_controller: Factory) -> None:
@@ -68,111 +58,6 @@ async def test_drift_is_reverted_with_an_event(cluster: Cluster, start_controlle
     ready = cluster.ready("web")
     assert ready is not None
     assert (ready["status"], ready["reason"], ready["lastTransitionTime"]) == ("True", "Scaled", transition)
-
-
-async def test_scale_applied_from_yaml_and_scale_subresource(cluster: Cluster, start_controller: Factory) -> None:
-    cluster.create_deployment("api", replicas=1)
-    await start_controller()
-    manifest = """
-apiVersion: scalekeeper.dev/v1alpha1
-kind: DeploymentScale
-metadata:
-  name: api
-spec:
-  replicas: 4
-"""
-    # What `kubectl apply --server-side -f dscale.yaml` sends.
-    cluster.custom.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        cluster.ns,
-        PLURAL,
-        "api",
-        yaml.safe_load(manifest),
-        field_manager="kubectl",
-        force=True,
-        _content_type="application/apply-patch+yaml",
-    )
-    await eventually_async(lambda: cluster.deployment_replicas("api") == 4, "Deployment scaled to 4 from YAML")
-
-    # `kubectl scale dscale/api --replicas=6` goes through the CRD's scale subresource.
-    cluster.custom.patch_namespaced_custom_object_scale(
-        GROUP, VERSION, cluster.ns, PLURAL, "api", {"spec": {"replicas": 6}}
-    )
-    await eventually_async(lambda: cluster.deployment_replicas("api") == 6, "Deployment scaled to 6 via dscale/scale")
-    scale = cluster.custom.get_namespaced_custom_object_scale(GROUP, VERSION, cluster.ns, PLURAL, "api")
-    await eventually_async(
-        lambda: (
-            cluster.custom.get_namespaced_custom_object_scale(GROUP, VERSION, cluster.ns, PLURAL, "api")["status"].get(
-                "replicas"
-            )
-            == 6
-        ),
-        "scale subresource reports status.replicas",
-    )
-    assert scale["spec"]["replicas"] == 6
-
-
-async def kubectl(test_cluster: TestCluster, namespace: str, *args: str, stdin: str = "") -> str:
-    from scalekeeper_dev import toolchain
-
-    process = await asyncio.create_subprocess_exec(
-        str(toolchain.ensure("kubectl")),
-        f"--kubeconfig={test_cluster.admin_kubeconfig}",
-        f"--namespace={namespace}",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate(stdin.encode())
-    assert process.returncode == 0, f"kubectl {' '.join(args)}: {err.decode()}"
-    return out.decode()
-
-
-async def test_kubectl_apply_scale_and_get(
-    cluster: Cluster, start_controller: Factory, test_cluster: TestCluster
-) -> None:
-    cluster.create_deployment("shop", replicas=1)
-    await start_controller()
-    manifest = (
-        "apiVersion: scalekeeper.dev/v1alpha1\nkind: DeploymentScale\nmetadata:\n  name: shop\nspec:\n  replicas: 2\n"
-    )
-    await kubectl(test_cluster, cluster.ns, "apply", "-f", "-", stdin=manifest)
-    await eventually_async(lambda: cluster.deployment_replicas("shop") == 2, "Deployment scaled by `kubectl apply`")
-
-    await kubectl(test_cluster, cluster.ns, "scale", "dscale/shop", "--replicas=3")
-    await eventually_async(
-        lambda: cluster.deployment_replicas("shop") == 3, "Deployment scaled by `kubectl scale dscale`"
-    )
-    await eventually_async(lambda: cluster.dscale("shop")["status"]["replicas"] == 3, "status.replicas follows")
-
-    await eventually_async(lambda: cluster.dscale("shop")["status"].get("readyReplicas") == 3, "the Pods ready")
-
-    table = await kubectl(test_cluster, cluster.ns, "get", "dscale", "shop", "-o", "wide")
-    header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "DESIRED", "CURRENT", "READY", "REASON", "AGE"]
-    assert row.split()[:5] == ["shop", "3", "3", "3", "Scaled"]
-
-
-@pytest.mark.parametrize("replicas", [-1, 10001, "three"])
-def test_schema_rejects_invalid_counts(cluster: Cluster, replicas: object) -> None:
-    with pytest.raises(ApiException) as raised:
-        cluster.custom.create_namespaced_custom_object(
-            GROUP, VERSION, cluster.ns, PLURAL, {**scale_manifest("bad", 1), "spec": {"replicas": replicas}}
-        )
-    assert raised.value.status == 422
-
-
-def test_schema_requires_replicas(cluster: Cluster) -> None:
-    with pytest.raises(ApiException) as raised:
-        cluster.custom.create_namespaced_custom_object(
-            GROUP, VERSION, cluster.ns, PLURAL, {**scale_manifest("bad", 1), "spec": {}}
-        )
-    assert raised.value.status == 422
-    cluster.create_scale("edge", 10000)  # the maximum is allowed
-    cluster.create_scale("zero", 0)
 
 
 async def test_deleted_scale_leaves_the_deployment_alone(cluster: Cluster, start_controller: Factory) -> None:
@@ -303,77 +188,3 @@ async def test_no_writes_when_nothing_changed(cluster: Cluster, start_controller
     assert kube.writes == writes
     assert cluster.dscale("web")["metadata"]["resourceVersion"] == scale_rv
     assert cluster.event_reasons("web") == events
-
-
-async def test_only_the_leader_writes_and_a_clean_stop_hands_over_fast(
-    cluster: Cluster, start_controller: Factory
-) -> None:
-    first = await start_controller(elector_identity="replica-a")
-    second = await start_controller(elector_identity="replica-b")
-    by_identity = {"replica-a": first, "replica-b": second}
-
-    def leaders() -> list[str]:
-        return [identity for identity, (controller, _, _) in by_identity.items() if controller.is_leader]
-
-    await eventually_async(lambda: len(leaders()) == 1, "one leader")
-    leader_id = leaders()[0]
-    follower_id = "replica-b" if leader_id == "replica-a" else "replica-a"
-    leader, leader_kube, _ = by_identity[leader_id]
-    follower, follower_kube, _ = by_identity[follower_id]
-    lease = cluster.coordination.read_namespaced_lease("scalekeeper-controller", cluster.ns)
-    assert lease.spec.holder_identity == leader_id
-
-    cluster.create_deployment("web", replicas=1)
-    cluster.create_scale("web", 3)
-    await eventually_async(lambda: cluster.deployment_replicas("web") == 3, "leader scaled the Deployment")
-    await eventually_async(lambda: cluster.ready_reason("web") == "True/Scaled", "in sync")
-    assert leader_kube.writes_to("/deployments/web/scale")
-    assert follower_kube.non_lease_writes() == []
-    assert not follower.is_leader
-
-    stopped_at = time.monotonic()
-    await leader.stop()
-    assert not leader.is_leader
-    released = cluster.coordination.read_namespaced_lease("scalekeeper-controller", cluster.ns)
-    assert released.spec.holder_identity in (None, follower_id)
-    await eventually_async(lambda: follower.is_leader, "the follower takes over", timeout=6.0)
-    # Released, so far faster than the 6 s lease duration.
-    assert time.monotonic() - stopped_at < 6.0
-    lease = cluster.coordination.read_namespaced_lease("scalekeeper-controller", cluster.ns)
-    assert lease.spec.holder_identity == follower_id
-    assert lease.spec.lease_transitions >= 1
-
-    old_leader_writes = len(leader_kube.writes)
-    cluster.set_desired("web", 6)
-    await eventually_async(lambda: cluster.deployment_replicas("web") == 6, "new leader applies the new count")
-    assert follower_kube.writes_to("/deployments/web/scale")
-    assert len(leader_kube.writes) == old_leader_writes
-
-
-async def test_a_partitioned_leader_steps_down_before_another_takes_over(
-    cluster: Cluster, start_controller: Factory
-) -> None:
-    timings = {"lease_duration": 4.0, "renew_deadline": 2.5, "retry_period": 0.5}
-    first = await start_controller(elector_identity="replica-a", lease=timings)
-    await eventually_async(lambda: first[0].is_leader, "replica-a leads")
-    second = await start_controller(elector_identity="replica-b", lease=timings)
-    cluster.create_deployment("web", replicas=1)
-    cluster.create_scale("web", 2)
-    await eventually_async(lambda: cluster.deployment_replicas("web") == 2, "replica-a scaled the Deployment")
-    assert second[1].non_lease_writes() == []
-
-    first[1].partitioned = True  # replica-a can no longer reach the apiserver: no renewals, no release
-    cut_at = time.monotonic()
-
-    def handed_over() -> bool:
-        assert not (first[0].is_leader and second[0].is_leader), "two leaders at once"
-        return second[0].is_leader
-
-    await eventually_async(handed_over, "replica-b takes over after the lease expires", timeout=15.0)
-    # Not before the lease expired on replica-b's clock (it last saw a renewal at most just before the cut).
-    assert time.monotonic() - cut_at >= timings["lease_duration"] - 2 * timings["retry_period"] - 1.0
-    assert not first[0].is_leader
-
-    cluster.set_desired("web", 4)
-    await eventually_async(lambda: cluster.deployment_replicas("web") == 4, "replica-b applies the new count")
-    first[1].partitioned = False  # let the fixture's teardown reach the apiserver

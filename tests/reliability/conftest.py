@@ -20,6 +20,11 @@ Fixtures:
 ``kube``
     :class:`Kube`, the admin's direct operations on the apiserver (scale a
     Deployment, read it, patch a DeploymentScale).
+``fuzz_namespace``, ``server``
+    for the fuzz tests, one per module: a namespace holding the Deployment
+    ``fuzz_support.TARGET``, and the server under fuzz; at the module's end
+    ``server`` checks the fuzz property (still running and ready, no server
+    error logged).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from reliability_helpers import Kube  # noqa: E402
+from fuzz_support import TARGET  # noqa: E402
+from reliability_helpers import Kube, internal_errors_in_log, readyz  # noqa: E402
 from server_harness import ServerPki, ServerProcess, server_factory  # noqa: E402
 
 from scalekeeper_dev import manifests  # noqa: E402
@@ -101,3 +107,36 @@ def deployments(admin_api: ApiClient) -> Callable[..., list[str]]:
 @pytest.fixture
 def kube(admin_api: ApiClient) -> Kube:
     return Kube(admin_api)
+
+
+# -- the server under fuzz (one for the module: hypothesis re-runs the test body, not the fixtures) -----
+
+
+@pytest.fixture(scope="module")
+def fuzz_namespace(admin_api: ApiClient) -> Iterator[str]:
+    from kubernetes import client
+
+    from scalekeeper_dev.testcluster import dns_label
+
+    name = dns_label("fuzz", max_length=40)
+    core, apps = client.CoreV1Api(admin_api), client.AppsV1Api(admin_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    apps.create_namespaced_deployment(name, manifests.deployment(TARGET, 1))
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def server(
+    test_cluster: TestCluster, scalekeeper_crd: str, fuzz_namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    pki_files = ServerPki.create(tmp_path_factory.mktemp("fuzz-pki"))
+    with server_factory(test_cluster.admin_kubeconfig, pki_files, tmp_path_factory.mktemp("fuzz-log")) as start:
+        process = start()
+        yield process
+        # The whole module's property, checked once at the end: no bug was logged, still ready.
+        assert process.returncode is None, "the server crashed"
+        assert readyz(process) == 200, "the server is no longer ready"
+        # Hostile input is the client's fault: nothing of it may be logged as a server error.
+        bugs = internal_errors_in_log(process)
+        assert not bugs, bugs[:3]
