@@ -73,7 +73,8 @@ class ReplicaService:
         # pays for validation, and it gets the same answer it would have got from validating first.
         replicas = self._feed.replicas(key) if self._cache.healthy else None
         if replicas is None:
-            validation.namespace(key[0]), validation.deployment_name(key[1])
+            validation.namespace(key[0])
+            validation.deployment_name(key[1])
             self._require_ready()
             raise _not_found(key)
         return replicas
