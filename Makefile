@@ -3,7 +3,8 @@
 # On a fresh machine `make test` bootstraps everything it needs: uv (pinned,
 # when none is on PATH), the virtualenv from uv.lock, and the pinned Go-built
 # tools (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok,
-# kubectl, helm, grpcurl; built once into
+# kubectl, helm, grpcurl, ghz, and on a host that can run the real node its
+# kubelet, containerd and CoreDNS; built once into
 # ~/.cache/scalekeeper/tools, which takes a while the first time).
 
 SHELL := bash

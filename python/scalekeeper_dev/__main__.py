@@ -24,7 +24,7 @@ from pathlib import Path
 
 from scalekeeper_dev import controlplane, imagecli, pki, toolchain
 from scalekeeper_dev.node import cli as node_cli
-from scalekeeper_dev.node import realcluster, realnode
+from scalekeeper_dev.node import host, realcluster, realnode
 
 _STARTUP_TIMEOUT = 180.0
 _SHUTDOWN_TIMEOUT = 30.0
@@ -56,7 +56,7 @@ def _tool_version(path: Path, binary: str) -> str:
 
 
 def cmd_tools(_args: argparse.Namespace) -> int:
-    for binary, path in toolchain.ensure_all().items():
+    for binary, path in toolchain.ensure_all(real_node=host.unsupported_reason() is None).items():
         print(f"{binary:15} {path}  {_tool_version(path, binary)}")
     return 0
 

@@ -47,7 +47,7 @@ class GoTool:
     # so a second tool entry reuses the module download and the Go build cache.
     shares_build_of: str = ""
     tags: tuple[str, ...] = ()  # Go build tags
-    real_node: bool = False  # only the real node needs it (Linux, root): not in ensure_all()
+    real_node: bool = False  # only the real node needs it (Linux, root): ensure_all(real_node=True)
 
     @property
     def key(self) -> str:
@@ -309,6 +309,11 @@ def module_dir(tool_name: str) -> Path:
     return Path(info["Dir"])
 
 
-def ensure_all() -> dict[str, Path]:
-    """Every tool the workflow needs on any host (the real node's are built when it starts)."""
-    return {binary: ensure(binary) for binary, tool in BINARIES.items() if not tool.real_node}
+def ensure_all(*, real_node: bool = False) -> dict[str, Path]:
+    """Every tool the workflow needs on any host, and with ``real_node`` the real node's too.
+
+    The real node builds what it lacks when it starts, but a first build of its tools takes
+    minutes: ``make tools`` builds them beforehand on a host that can run one, so that no
+    test spends its time limit on a compiler.
+    """
+    return {binary: ensure(binary) for binary, tool in BINARIES.items() if real_node or not tool.real_node}

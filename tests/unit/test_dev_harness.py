@@ -57,3 +57,14 @@ def test_a_new_benchmark_report_keeps_the_hand_written_delivery_figures(tmp_path
     assert _hand_written_tail(report) == "\n## Delivery on a real node (hand-written)\n\n| calls | 1140 |\n"
     report.write_text("# Benchmarks\n\nno hand-written part\n")
     assert _hand_written_tail(report) == ""
+
+
+def test_make_tools_builds_the_real_nodes_tools_only_where_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cold first build of the node's tools takes minutes: `make tools` must do it, not a test under its time limit.
+    from scalekeeper_dev import toolchain
+
+    monkeypatch.setattr(toolchain, "ensure", lambda binary: Path("/cache") / binary)
+    node_binaries = {"kubelet", "containerd", "coredns"}
+    assert node_binaries <= set(toolchain.ensure_all(real_node=True))
+    assert not node_binaries & set(toolchain.ensure_all())
+    assert {"kube-apiserver", "etcd", "ghz"} <= set(toolchain.ensure_all())
