@@ -20,10 +20,10 @@ Fixtures:
 ``kube``
     :class:`Kube`, the admin's direct operations on the apiserver (scale a
     Deployment, read it, patch a DeploymentScale).
-``fuzz_namespace``, ``server``
+``fuzz_namespace``, ``fuzz_server``
     for the fuzz tests, one per module: a namespace holding the Deployment
     ``fuzz_support.TARGET``, and the server under fuzz; at the module's end
-    ``server`` checks the fuzz property (still running and ready, no server
+    ``fuzz_server`` checks the fuzz property (still running and ready, no server
     error logged).
 """
 
@@ -127,7 +127,7 @@ def fuzz_namespace(admin_api: ApiClient) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def server(
+def fuzz_server(
     test_cluster: TestCluster, scalekeeper_crd: str, fuzz_namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     pki_files = ServerPki.create(tmp_path_factory.mktemp("fuzz-pki"))

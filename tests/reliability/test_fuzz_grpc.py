@@ -29,13 +29,13 @@ from scalekeeper.v1 import replicas_pb2_grpc
 
 
 @pytest.fixture(scope="module")
-def stub(server: ServerProcess) -> replicas_pb2_grpc.ReplicaServiceStub:
-    return server.stub("writer")
+def stub(fuzz_server: ServerProcess) -> replicas_pb2_grpc.ReplicaServiceStub:
+    return fuzz_server.stub("writer")
 
 
 @pytest.fixture(scope="module")
-def channel(server: ServerProcess) -> grpc.Channel:
-    return server.channel("writer")
+def channel(fuzz_server: ServerProcess) -> grpc.Channel:
+    return fuzz_server.channel("writer")
 
 
 def _code(call: Any) -> grpc.StatusCode:

@@ -63,8 +63,8 @@ class RawHttps:
 
 
 @pytest.fixture(scope="module")
-def https(server: ServerProcess) -> RawHttps:
-    return RawHttps(server)
+def https(fuzz_server: ServerProcess) -> RawHttps:
+    return RawHttps(fuzz_server)
 
 
 def _q(text: str) -> str:
@@ -137,17 +137,17 @@ def test_http_any_route(https: RawHttps, method: str, path: str) -> None:
     _assert_not_server_error(https.status(method, path), f"{method} {path[:200]}")
 
 
-def test_garbage_on_the_tls_ports(server: ServerProcess) -> None:
+def test_garbage_on_the_tls_ports(fuzz_server: ServerProcess) -> None:
     """Bytes that are not TLS at all, then a TLS client that hangs up mid-request: the ports stay healthy."""
-    for port in (server.grpc_port, server.http_port):
+    for port in (fuzz_server.grpc_port, fuzz_server.http_port):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(b"\x16\x03\x01\xff\xff" + b"\x00" * 4096 + b"GET / HTTP/1.1\r\n\r\n")
             with contextlib.suppress(OSError):
                 sock.recv(100)
-    context = client_ssl_context(server.pki.ca_file, server.pki.clients["writer"])
+    context = client_ssl_context(fuzz_server.pki.ca_file, fuzz_server.pki.clients["writer"])
     with (
-        socket.create_connection(("127.0.0.1", server.http_port), timeout=5) as raw,
+        socket.create_connection(("127.0.0.1", fuzz_server.http_port), timeout=5) as raw,
         context.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
         tls.sendall(b"PUT /v1/namespaces/a/deployments/b/replicas HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
-    assert readyz(server) == 200
+    assert readyz(fuzz_server) == 200
