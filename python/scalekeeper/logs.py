@@ -6,7 +6,9 @@ access-log line of an API call: method, identity, code and latency.
 
 Successful reads are logged at DEBUG, not INFO: they are the bulk of the
 traffic, the request metrics already count them, and formatting a JSON line
-per read cost over a tenth of the server's CPU under load (docs/benchmarks.md).
+per read cost over a tenth of the server's CPU under load (``make bench``, the
+same GetReplicas load with and without ``--log-level=WARNING``, when reads
+were still logged at INFO).
 Writes and every failure are logged at INFO and WARNING.
 """
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
 
 from scalekeeper_dev.bench_env import BareServer, Scalekeeper, cpu_seconds
 from scalekeeper_dev.bench_load import Ghz
@@ -63,29 +62,6 @@ async def measure(
             ]
 
 
-async def measure_quiet_log(
-    results: Results, ghz: Ghz, make_server: Callable[..., Scalekeeper], *, duration: str, repeat: int
-) -> None:
-    """The access log's share of the cost, measured rather than guessed."""
-    log("1. GetReplicas at concurrency 16 without the access log")
-    argv = results.server_argv
-    quiet = make_server("quiet-log", "--log-level=WARNING")
-    try:
-        quiet.wait_ready()
-        messages = get_messages()
-        await ghz_run(ghz, quiet.target, "GetReplicas", messages, concurrency=16, duration="2s", data_name="get-100")
-        load = {"concurrency": 16, "duration": duration, "data_name": "get-100"}
-        results.quiet_log = best(
-            [
-                await ghz_run(ghz, quiet.target, "GetReplicas", messages, server_pid=quiet.pid, **load)
-                for _ in range(repeat)
-            ]
-        )
-    finally:
-        quiet.stop()
-        results.server_argv = argv  # the report shows the default flags
-
-
 async def _idle_cpu(pid: int, seconds: float = 5.0) -> float:
     before = cpu_seconds(pid)
     await asyncio.sleep(seconds)  # the window measured
@@ -131,18 +107,12 @@ def targets(results: Results) -> list[Target]:
 def notes(results: Results) -> list[str]:
     """Observations the figures support by themselves."""
     found = []
-    ours, bare = results.get_replicas(16)
+    _, bare = results.get_replicas(16)
     if bare is not None and bare.rps < TARGET_RPS:
         found.append(
             f"The bare grpc.aio server itself peaks at {max(b.rps for _, b in results.load.values()):,.0f} req/s on "
             f"this machine: {TARGET_RPS:,.0f} req/s is out of reach here for any grpc.aio server, so the comparison "
             "with bare grpcio (req/s, and above all CPU per call) is what says how much scalekeeper adds."
-        )
-    quiet = results.quiet_log
-    if ours is not None and bare is not None and quiet is not None and bare.rps:
-        found.append(
-            f"Without the per-call access log line (`--log-level=WARNING`) GetReplicas at c=16 reaches "
-            f"{quiet.rps:,.0f} req/s and {cpu(quiet)} per call (with it: {ours.rps:,.0f} req/s, {cpu(ours)})."
         )
     return found
 
@@ -190,13 +160,6 @@ def render(results: Results) -> list[str]:
         f"{results.idle_cpu_ms_per_s[0]:.1f} ms of CPU per second for scalekeeper (cache, controller and Lease, "
         f"health, timers), {results.idle_cpu_ms_per_s[1]:.1f} ms for the bare server, measured over 5 s idle.",
     ]
-    if results.quiet_log is not None:
-        q = results.quiet_log
-        out += [
-            "",
-            f"Same GetReplicas load at c=16 with `--log-level=WARNING` (no access log line per call): "
-            f"{q.rps:,.0f} req/s, p50 {ms(q.p50_ms)}, p99 {ms(q.p99_ms)}, {cpu(q)} per call.",
-        ]
     if results.http_get is not None:
         h = results.http_get
         out += [

@@ -52,7 +52,6 @@ class Results:
     http_get: LoadResult | None = None
     # CPU ms per second each server uses with no call in flight (scalekeeper: cache, controller, health, timers).
     idle_cpu_ms_per_s: tuple[float, float] = (math.nan, math.nan)
-    quiet_log: LoadResult | None = None
     apiserver_delta: dict[tuple[str, str], float] = field(default_factory=dict)
     reads_for_delta: int = 0
     propagation: PropagationResult | None = None
