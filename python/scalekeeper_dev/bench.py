@@ -111,7 +111,7 @@ async def run(args: argparse.Namespace, plane: ControlPlane, workdir: Path, resu
             await bench_apiserver.measure(results, plane, ghz, server)
             if args.watchers:
                 await bench_watchers.measure(
-                    results, kube, ghz, server, streams=args.watchers, namespace_count=args.watcher_namespaces
+                    results, kube, ghz, server, workdir, streams=args.watchers, namespace_count=args.watcher_namespaces
                 )
             if not args.skip_latency:
                 await bench_changes.measure(results, kube, server, certs, args.changes)

@@ -178,7 +178,7 @@ class Scalekeeper:
 class BareServer:
     """:mod:`scalekeeper_dev.bare_server` as a child process."""
 
-    def __init__(self, certs: Certs, workdir: Path) -> None:
+    def __init__(self, certs: Certs, workdir: Path, *extra: str) -> None:
         self.port = free_port()
         self.ready_file = workdir / "bare.ready"
         self.log_file = workdir / "bare-server.log"
@@ -191,6 +191,7 @@ class BareServer:
             f"--tls-key={certs.server_key}",
             f"--tls-client-ca={certs.ca_file}",
             f"--ready-file={self.ready_file}",
+            *extra,
         ]
         self.process: subprocess.Popen[bytes] | None = None
 
