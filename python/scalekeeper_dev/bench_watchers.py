@@ -24,7 +24,7 @@ from scalekeeper_dev.bench_env import BareServer, Scalekeeper
 from scalekeeper_dev.bench_latency import Samples
 from scalekeeper_dev.bench_load import Ghz, LoadResult
 from scalekeeper_dev.bench_report import LagWindow, Results, Target, cpu, get_messages, ghz_run, log, ms, table
-from scalekeeper_dev.bench_streams import DEPLOYMENT, Expectations, open_streams
+from scalekeeper_dev.bench_streams import DEPLOYMENT, STREAMS_PER_CHANNEL, Expectations, open_streams
 
 TARGET_PROPAGATION_P99_MS = 100.0
 TARGET_GET_P99_FACTOR = 1.5  # GetReplicas p99 at c=16 with the streams, against without
@@ -51,8 +51,6 @@ class WatchersResult:
     streams: int
     namespaces: int
     cluster_wide: int
-    rate: float
-    seconds: float
     changes: int = 0
     propagation: Samples = field(default_factory=Samples)
     missing: int = 0  # deliveries that never arrived
@@ -80,7 +78,7 @@ async def measure(
 ) -> None:
     log(f"6. {streams} WatchReplicas streams in {namespace_count} namespaces while {RATE:.0f} Deployments change/s")
     await setup(kube, namespace_count)
-    result = WatchersResult(streams, namespace_count, streams // 10, RATE, SECONDS)
+    result = WatchersResult(streams, namespace_count, streams // 10)
     scopes = _scopes(streams, namespace_count, result.cluster_wide)
     result.gets_without.append(await _gets(ghz, server.target, server.pid))
     # The same changes with no stream open: what the apiserver's share of this machine's two cores costs the
@@ -217,18 +215,18 @@ def render(results: Results) -> list[str]:
         f"## 6. {w.streams:,} WatchReplicas streams",
         "",
         f"{w.streams - w.cluster_wide:,} streams each on one of {w.namespaces} namespaces (one Deployment each) and "
-        f"{w.cluster_wide} on all namespaces, spread over connections of 100 streams, while {w.rate:.0f} Deployments "
-        f"per second (one every {1000 / w.rate:.0f} ms, open loop) were scaled through the apiserver for "
-        f"{w.seconds:.0f} s ({w.changes:,} changes). Meanwhile ghz sent GetReplicas at c=16 as fast as the server "
-        "answered, as in section 1; the same load before the streams opened and after they closed is what the p99 "
-        "is compared with. A run with the same changes but no stream open shows what the apiserver's share of the "
-        "two cores costs that load by itself. The bare grpc.aio server of section 1, with a canned WatchReplicas "
-        "that wakes one namespace's streams and the all-namespace ones as often (`--watch-rate`), takes the same "
-        "streams and load: its p99 with against without is the floor that grpc.aio itself sets. Propagation: from "
-        "just before the PATCH until each stream that must see the change received it. Event loop: the server's own "
-        "histograms, how late a 10 ms timer fired (`scalekeeper_event_loop_lag_seconds`: waiting for a core "
-        "counts) and the part of that the loop's thread spent running (`scalekeeper_event_loop_busy_lag_seconds`: "
-        "a blocking step), which is the target.",
+        f"{w.cluster_wide} on all namespaces, spread over connections of {STREAMS_PER_CHANNEL} streams, while "
+        f"{RATE:.0f} Deployments per second (one every {1000 / RATE:.0f} ms, open loop) were scaled through the "
+        f"apiserver for {SECONDS:.0f} s ({w.changes:,} changes). Meanwhile ghz sent GetReplicas at c=16 as fast as the "
+        "server answered, as in section 1; the same load before the streams opened and after they closed is what the "
+        "p99 is compared with. A run with the same changes but no stream open shows what the apiserver's share of the "
+        "two cores costs that load by itself. The bare grpc.aio server of section 1, with a canned WatchReplicas that "
+        "wakes one namespace's streams and the all-namespace ones as often (`--watch-rate`), takes the same streams "
+        "and load: its p99 with against without is the floor that grpc.aio itself sets. Propagation: from just before "
+        "the PATCH until each stream that must see the change received it. Event loop: the server's own histograms, "
+        "how late a 10 ms timer fired (`scalekeeper_event_loop_lag_seconds`: waiting for a core counts) and the part "
+        "of that the loop's thread spent running (`scalekeeper_event_loop_busy_lag_seconds`: a blocking step), which "
+        "is the target.",
         "",
         *table(
             ["", "value"],
