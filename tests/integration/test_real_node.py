@@ -15,7 +15,7 @@ import pytest
 from polling import eventually
 from scalekeeper_dev.node import configs, host
 from scalekeeper_dev.node.realcluster import RealNodeCluster
-from scalekeeper_dev.node.realnode import NodeError, RealNode
+from scalekeeper_dev.node.realnode import NodeError, RealNode, ensure_prerequisites
 
 _REASON = host.unsupported_reason()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
@@ -55,6 +55,9 @@ def pause_pod(name: str) -> dict[str, Any]:
 
 
 def test_a_pod_runs_and_teardown_leaves_nothing(tmp_path: Path) -> None:
+    # On a fresh machine the node's packages (iptables among them) are installed here, before the host's state is
+    # read: installing them is not something teardown has to undo.
+    ensure_prerequisites()
     before = host_state()
     with RealNodeCluster(tmp_path) as cluster:
         status, body = cluster.plane.request("POST", "/api/v1/namespaces/default/pods", pause_pod("pause"))
