@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from scalekeeper_dev import controlplane, imagecli, pki, toolchain
+from scalekeeper_dev import controlplane, devcerts, imagecli, toolchain, toolpins
 from scalekeeper_dev.node import cli as node_cli
 from scalekeeper_dev.node import host, realcluster, realnode
 
@@ -43,7 +43,7 @@ class _Layout:
 
 
 def _tool_version(path: Path, binary: str) -> str:
-    args = toolchain.BINARIES[binary].version_args
+    args = toolpins.BINARIES[binary].version_args
     # kubectl's --version is deprecated and prints a warning; `version --client` is its stable form.
     if binary == "kubectl":
         args = ("version", "--client")
@@ -63,9 +63,9 @@ def cmd_tools(_args: argparse.Namespace) -> int:
 
 def cmd_certs(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
-    written = pki.write_dev_certs(directory, force=args.force)
+    written = devcerts.write_dev_certs(directory, force=args.force)
     verb = "wrote" if written else "kept existing (use --force to replace)"
-    print(f"{verb}: {', '.join(str(directory / name) for name in pki.DEV_CERT_FILES)}")
+    print(f"{verb}: {', '.join(str(directory / name) for name in devcerts.DEV_CERT_FILES)}")
     return 0
 
 

@@ -23,15 +23,15 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from scalekeeper_dev import pki
+from scalekeeper_dev import devcerts
 from scalekeeper_dev.controlplane import ControlPlane, free_port
 from scalekeeper_dev.localserver import server_command
 
 REPO = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO / "proto"
 PROTO_FILE = PROTO_ROOT / "scalekeeper" / "v1" / "replicas.proto"
-WRITER = pki.DEV_IDENTITIES["writer"][1]
-READER = pki.DEV_IDENTITIES["reader"][1]
+WRITER = devcerts.DEV_IDENTITIES["writer"][1]
+READER = devcerts.DEV_IDENTITIES["reader"][1]
 
 
 class BenchError(RuntimeError):
@@ -53,11 +53,11 @@ def wait_until(condition: Any, what: str, timeout: float, interval: float = 0.02
 # -- certificates --------------------------------------------------------------------------------
 
 
-class Certs(pki.DevCertFiles):
+class Certs(devcerts.DevCertFiles):
     @classmethod
     def create(cls, directory: Path) -> Certs:
         """A fresh set in the layout of ``make certs`` (CA, server, writer and reader)."""
-        pki.write_dev_certs(directory, force=True)
+        devcerts.write_dev_certs(directory, force=True)
         return cls(directory)
 
     def grpc_credentials(self, role: str = "writer") -> Any:

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scalekeeper_dev import toolchain
+from scalekeeper_dev import toolpins
 from scalekeeper_dev.node import host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ PYTHON_BASE = "localhost/scalekeeper/python-base:3.11-bookworm"
 DEBIAN_SUITE = "bookworm"  # its python3 is 3.11, the Dockerfile's Python
 DEBIAN_MIRROR = os.environ.get("SCALEKEEPER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 BASE_PACKAGES = ("python3", "python3-pip", "python-is-python3", "ca-certificates")
-BASE_ARCHIVE = toolchain.CACHE_DIR / "images" / "python-base-3.11-bookworm.tar"
+BASE_ARCHIVE = toolpins.CACHE_DIR / "images" / "python-base-3.11-bookworm.tar"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SOURCE_DATE_EPOCH = 1
 # Trimmed from the base, as the slim image does: caches, docs, and Debian's

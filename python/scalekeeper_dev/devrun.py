@@ -24,7 +24,7 @@ from pathlib import Path
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from scalekeeper_dev import manifests, pki, toolchain
+from scalekeeper_dev import devcerts, manifests, toolchain
 from scalekeeper_dev.controlplane import ControlPlane
 from scalekeeper_dev.crd import install_crd
 from scalekeeper_dev.localserver import server_command
@@ -109,17 +109,17 @@ def run(dev_dir: Path) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     dev_dir.mkdir(parents=True, exist_ok=True)
     certs = dev_dir / "certs"
-    pki.write_dev_certs(certs)
+    devcerts.write_dev_certs(certs)
     with _cluster(dev_dir) as kubeconfig:
         api = config.new_client_from_config(config_file=str(kubeconfig))
         install_crd(api)
         _demo_deployments(api)
         api.close()
         command = server_command(
-            pki.DevCertFiles(certs),
+            devcerts.DevCertFiles(certs),
             f"--kubeconfig={kubeconfig}",
-            f"--readers={pki.DEV_IDENTITIES['reader'][0]}",
-            f"--writers={pki.DEV_IDENTITIES['writer'][0]}",
+            f"--readers={devcerts.DEV_IDENTITIES['reader'][0]}",
+            f"--writers={devcerts.DEV_IDENTITIES['writer'][0]}",
             "--leader-election-namespace=default",
         )
         # The server must not outlive this process, however it ends.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from scalekeeper_dev.pki import DevCertFiles
+from scalekeeper_dev.devcerts import DevCertFiles
 
 
 def server_command(certs: DevCertFiles, *flags: str) -> list[str]:

@@ -32,14 +32,14 @@ import pytest  # noqa: E402
 
 import polling  # noqa: E402
 from scalekeeper.v1 import replicas_pb2_grpc  # noqa: E402
-from scalekeeper_dev import pki  # noqa: E402
+from scalekeeper_dev import devcerts, pki  # noqa: E402
 from scalekeeper_dev.controlplane import free_port  # noqa: E402
 from scalekeeper_dev.localserver import server_command  # noqa: E402
 from scalekeeper_dev.manifests import deployment as deployment_manifest  # noqa: E402, F401 (re-exported)
 
 REPO = Path(__file__).resolve().parents[2]
-WRITER = pki.DEV_IDENTITIES["writer"][1]
-READER = pki.DEV_IDENTITIES["reader"][1]
+WRITER = devcerts.DEV_IDENTITIES["writer"][1]
+READER = devcerts.DEV_IDENTITIES["reader"][1]
 STARTUP_TIMEOUT = 60.0
 
 
@@ -65,7 +65,7 @@ class Credential:
 
 
 @dataclass
-class ServerPki(pki.DevCertFiles):
+class ServerPki(devcerts.DevCertFiles):
     """Files for one server: its CA, certificate and key, plus client credentials."""
 
     ca: pki.CertificateAuthority
@@ -74,8 +74,8 @@ class ServerPki(pki.DevCertFiles):
     @classmethod
     def create(cls, directory: Path) -> ServerPki:
         """The ``make certs`` layout (CA, server, writer, reader), plus clients that must be refused."""
-        pki.write_dev_certs(directory, force=True)
-        files = pki.DevCertFiles(directory)
+        devcerts.write_dev_certs(directory, force=True)
+        files = devcerts.DevCertFiles(directory)
         result = cls(directory, pki.CertificateAuthority.load(files.ca_file, files.ca_key_file))
         for role in ("writer", "reader"):
             result.clients[role] = Credential(*files.client(role))

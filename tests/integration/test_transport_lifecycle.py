@@ -88,9 +88,9 @@ def test_reflection_lists_services(scalekeeper_server: ServerProcess) -> None:
 
 
 def test_grpcurl_list_without_proto_files(scalekeeper_server: ServerProcess) -> None:
-    from scalekeeper_dev import toolchain
+    from scalekeeper_dev import toolpins
 
-    binary = toolchain.BINARIES["grpcurl"].install_dir / "grpcurl"
+    binary = toolpins.BINARIES["grpcurl"].install_dir / "grpcurl"
     if not binary.exists():
         pytest.skip("grpcurl is not built (python -m scalekeeper_dev tools, or toolchain.ensure('grpcurl'))")
     clients = scalekeeper_server.pki.clients

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scalekeeper_dev import pki
+from scalekeeper_dev import devcerts
 from scalekeeper_dev.__main__ import main
 from scalekeeper_dev.testcluster import ENV_KUBECONFIG, dns_label, external_kubeconfig_from_env
 
@@ -37,7 +37,7 @@ def test_external_kubeconfig_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_certs_command_writes_and_keeps_dev_certs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "certs"
     assert main(["certs", "--dir", str(target)]) == 0
-    assert sorted(p.name for p in target.iterdir()) == sorted(pki.DEV_CERT_FILES)
+    assert sorted(p.name for p in target.iterdir()) == sorted(devcerts.DEV_CERT_FILES)
     assert "wrote" in capsys.readouterr().out
     assert main(["certs", "--dir", str(target)]) == 0
     assert "kept existing" in capsys.readouterr().out

@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from scalekeeper_dev import kubeconfig, pki
+from scalekeeper_dev import devcerts, kubeconfig, pki
 
 
 @pytest.fixture(scope="module")
@@ -111,19 +111,19 @@ def test_an_rsa_ca_loads_and_issues(tmp_path: Path) -> None:
 
 
 def test_write_dev_certs_writes_the_brief_layout_and_keeps_it(tmp_path: Path) -> None:
-    assert pki.write_dev_certs(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(pki.DEV_CERT_FILES)
+    assert devcerts.write_dev_certs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(devcerts.DEV_CERT_FILES)
     ca = pki.CertificateAuthority.load(tmp_path / "ca.crt", tmp_path / "ca.key")
-    for role, (common_name, uri) in pki.DEV_IDENTITIES.items():
+    for role, (common_name, uri) in devcerts.DEV_IDENTITIES.items():
         cert = x509.load_pem_x509_certificate((tmp_path / f"{role}.crt").read_bytes())
         cert.verify_directly_issued_by(ca.cert)
         assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == common_name
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [uri]
     before = (tmp_path / "ca.crt").read_bytes()
-    assert not pki.write_dev_certs(tmp_path)
+    assert not devcerts.write_dev_certs(tmp_path)
     assert (tmp_path / "ca.crt").read_bytes() == before
-    assert pki.write_dev_certs(tmp_path, force=True)
+    assert devcerts.write_dev_certs(tmp_path, force=True)
     assert (tmp_path / "ca.crt").read_bytes() != before
 
 

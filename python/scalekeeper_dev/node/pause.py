@@ -11,13 +11,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from scalekeeper_dev import buildah, toolchain
+from scalekeeper_dev import buildah, toolchain, toolpins
 from scalekeeper_dev.node import configs
 
 
 def archive() -> Path:
     """The pause image as a docker-archive, built on first use."""
-    path = toolchain.CACHE_DIR / "images" / f"pause-{toolchain.KUBERNETES_VERSION}.tar"
+    path = toolpins.CACHE_DIR / "images" / f"pause-{toolpins.KUBERNETES_VERSION}.tar"
     if path.exists():
         return path
     source = toolchain.module_dir("kubernetes") / "build" / "pause" / "linux" / "pause.c"
@@ -29,7 +29,7 @@ def archive() -> Path:
                 "-Os",
                 "-Wall",
                 "-static",
-                f"-DVERSION={toolchain.KUBERNETES_VERSION}",
+                f"-DVERSION={toolpins.KUBERNETES_VERSION}",
                 "-o",
                 str(binary),
                 str(source),
